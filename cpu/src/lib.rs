@@ -1,1 +1,23 @@
-//! twinvm-cpu
+//! twinvm-cpu: the x86-64 CPU shared by every engine — architectural state (`CpuState`),
+//! the CPU model (CPUID), the decoder with its block cache, the interpreter and the MMU.
+
+pub mod cache;
+pub mod cpu;
+pub mod decode;
+pub mod exception;
+pub mod exec;
+pub mod flags;
+pub mod interp;
+pub mod interrupts;
+pub mod mmu;
+pub mod model;
+pub mod segments;
+pub mod state;
+#[doc(hidden)]
+pub mod testing;
+
+pub use cpu::{Cpu, CpuEnv, CpuStats};
+pub use exception::{Exception, Trap};
+pub use exec::{Interpreter, RunExit};
+pub use model::CpuModel;
+pub use state::CpuState;

@@ -1,0 +1,452 @@
+//! The interpreter's vCPU: architectural state plus what executing it needs (lazy flags,
+//! the software TLB, handles to memory and buses), and operand access for handlers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use twinvm_devices::clock::Clock;
+use twinvm_devices::{Bus, GuestMemory, InterruptController, VmControl};
+
+use crate::decode::{Insn, Operand};
+use crate::exception::{Flow, Trap};
+use crate::flags::{size_mask, FlagOp, LazyFlags};
+use crate::mmu::Tlb;
+use crate::model::CpuModel;
+use crate::state::{rflags, CpuState, CS, SS};
+
+/// What the platform gives a vCPU.
+#[derive(Clone)]
+pub struct CpuEnv {
+    pub mem: Arc<GuestMemory>,
+    pub pio: Arc<Bus>,
+    pub mmio: Arc<Bus>,
+    pub control: Arc<VmControl>,
+    pub intc: Arc<dyn InterruptController>,
+    pub clock: Arc<dyn Clock>,
+    pub model: Arc<CpuModel>,
+}
+
+/// Counters for `--stats`.
+#[derive(Clone, Debug, Default)]
+pub struct CpuStats {
+    pub instructions: u64,
+    pub pio_reads: u64,
+    pub pio_writes: u64,
+    pub mmio_reads: u64,
+    pub mmio_writes: u64,
+    pub halts: u64,
+    pub interrupts: u64,
+    pub exceptions: u64,
+    pub blocks_decoded: u64,
+    pub smc_invalidations: u64,
+    pub tlb_flushes: u64,
+    pub cr3_loads: u64,
+    /// Instructions that decoded but have no handler, by mnemonic (they raise #UD).
+    pub unimplemented: HashMap<String, u64>,
+    pub unknown_msrs: HashMap<u32, u64>,
+}
+
+/// A resolved place an operand lives, for read-modify-write instructions.
+#[derive(Clone, Copy, Debug)]
+pub enum Loc {
+    Reg { idx: u8, size: u8 },
+    RegHigh(u8),
+    /// A linear address.
+    Mem(u64),
+}
+
+pub struct Cpu {
+    pub s: CpuState,
+    pub lf: LazyFlags,
+    /// RIP of the next instruction, set before a handler runs; control transfers change it.
+    pub next_rip: u64,
+    pub env: CpuEnv,
+    pub tlb: Tlb,
+    pub stats: CpuStats,
+    /// Set by a handler when the rest of the current block must not run (mode change,
+    /// self-modifying write, interrupt shadow…).
+    pub break_block: bool,
+    /// Guest-physical pages holding decoded blocks (writes to them take the slow path).
+    pub(crate) code_pages: std::collections::HashSet<u64>,
+    /// Physical pages written since the block cache last looked.
+    pub(crate) smc_pages: Vec<(u64, u64, u64)>,
+    /// 64-bit code (long mode, CS.L): derived from `s`, refreshed by `update_mode`.
+    pub mode64: bool,
+    /// Host TSC reference: guest TSC = clock ns scaled + offset.
+    tsc_offset: u64,
+    pub apic_id: u8,
+}
+
+/// Guest TSC frequency: 1 GHz, so the TSC counts virtual nanoseconds.
+pub const TSC_HZ: u64 = 1_000_000_000;
+
+impl Cpu {
+    pub fn new(env: CpuEnv, state: CpuState) -> Self {
+        let mut cpu = Cpu {
+            s: state,
+            lf: LazyFlags::default(),
+            next_rip: 0,
+            env,
+            tlb: Tlb::new(),
+            stats: CpuStats::default(),
+            break_block: false,
+            code_pages: Default::default(),
+            smc_pages: Vec::new(),
+            mode64: false,
+            tsc_offset: 0,
+            apic_id: 0,
+        };
+        let tsc = cpu.s.msr.tsc;
+        cpu.set_tsc(tsc);
+        cpu.update_mode();
+        cpu
+    }
+
+    /// The architectural state, with lazy flags folded into RFLAGS.
+    pub fn state(&self) -> CpuState {
+        let mut s = self.s.clone();
+        s.rflags = self.rflags();
+        s.msr.tsc = self.tsc();
+        s
+    }
+
+    /// Replaces the architectural state (e.g. from a snapshot or another engine).
+    pub fn set_state(&mut self, s: CpuState) {
+        self.lf.op = FlagOp::Eager;
+        let tsc = s.msr.tsc;
+        self.s = s;
+        self.set_tsc(tsc);
+        self.flush_tlb();
+        self.update_mode();
+    }
+
+    /// Recomputes cached mode bits after CR0/CR4/EFER/CS changes.
+    pub fn update_mode(&mut self) {
+        self.mode64 = self.s.in_64bit_code();
+        self.tlb.set_user(self.s.cpl() == 3);
+        self.break_block = true;
+    }
+
+    #[inline]
+    pub fn rflags(&self) -> u64 {
+        self.lf.materialize(self.s.rflags)
+    }
+
+    /// Writes RFLAGS wholesale (all of it: callers mask what the instruction may change).
+    #[inline]
+    pub fn set_rflags(&mut self, v: u64) {
+        self.lf.op = FlagOp::Eager;
+        self.s.rflags = (v & 0x3f_7fd5) | rflags::FIXED1;
+    }
+
+    /// Sets the arithmetic flags in `mask` to the values in `values`, leaving the others.
+    #[inline]
+    pub fn set_flags_masked(&mut self, mask: u64, values: u64) {
+        let f = self.rflags();
+        self.set_rflags((f & !mask) | (values & mask));
+    }
+
+    #[inline]
+    pub fn set_lazy(&mut self, op: FlagOp, size: u8, a: u64, b: u64, res: u64) {
+        self.lf.set(op, size, a, b, res);
+    }
+
+    #[inline]
+    pub fn cf(&self) -> bool {
+        self.lf.cf(self.s.rflags)
+    }
+
+    #[inline]
+    pub fn condition(&self, cc: u8) -> bool {
+        self.lf.condition(self.s.rflags, cc)
+    }
+
+    pub fn tsc(&self) -> u64 {
+        self.env.clock.now_ns().wrapping_add(self.tsc_offset)
+    }
+
+    pub fn set_tsc(&mut self, v: u64) {
+        self.tsc_offset = v.wrapping_sub(self.env.clock.now_ns());
+    }
+
+    // ----- registers -----
+
+    #[inline]
+    pub fn reg(&self, idx: usize, size: u8) -> u64 {
+        self.s.gpr[idx] & size_mask(size)
+    }
+
+    /// Writes a GPR with x86 width rules: 32-bit writes zero the upper half, 8/16-bit
+    /// writes merge.
+    #[inline]
+    pub fn set_reg(&mut self, idx: usize, size: u8, v: u64) {
+        let r = &mut self.s.gpr[idx];
+        *r = match size {
+            8 => v,
+            4 => v & 0xffff_ffff,
+            2 => (*r & !0xffff) | (v & 0xffff),
+            _ => (*r & !0xff) | (v & 0xff),
+        };
+    }
+
+    // ----- operands -----
+
+    /// Effective address (offset within the segment) of the instruction's memory operand.
+    #[inline]
+    pub fn ea(&self, i: &Insn) -> u64 {
+        let m = &i.mem;
+        let mut a = m.disp;
+        if m.base < 16 {
+            a = a.wrapping_add(self.s.gpr[m.base as usize]);
+        } else if m.base == crate::decode::RIP_BASE {
+            a = a.wrapping_add(self.next_rip);
+        }
+        if m.index < 16 {
+            a = a.wrapping_add(self.s.gpr[m.index as usize] << m.scale);
+        }
+        a & size_mask(i.asize)
+    }
+
+    /// Linear address of the memory operand (segment applied, canonical-checked).
+    #[inline]
+    pub fn mem_linear(&self, i: &Insn) -> Result<u64, Trap> {
+        self.seg_linear(i.mem.seg as usize, self.ea(i))
+    }
+
+    /// Applies segment `seg` to `offset`. In 64-bit code only FS and GS have bases and the
+    /// result must be canonical (#SS for stack references, #GP otherwise).
+    #[inline]
+    pub fn seg_linear(&self, seg: usize, offset: u64) -> Result<u64, Trap> {
+        if self.mode64 {
+            let lin = if seg >= crate::state::FS {
+                offset.wrapping_add(self.s.seg[seg].base)
+            } else {
+                offset
+            };
+            if ((lin as i64) << 16 >> 16) as u64 != lin {
+                return Err(if seg == SS {
+                    Trap::Exception(crate::exception::Exception::with_code(crate::exception::SS, 0))
+                } else {
+                    crate::exception::gp0()
+                });
+            }
+            Ok(lin)
+        } else {
+            Ok(self.s.seg[seg].base.wrapping_add(offset) & 0xffff_ffff)
+        }
+    }
+
+    pub fn loc(&self, i: &Insn, n: usize) -> Result<Loc, Trap> {
+        Ok(match i.ops[n] {
+            Operand::Reg { idx, size } => Loc::Reg { idx, size },
+            Operand::RegHigh(idx) => Loc::RegHigh(idx),
+            Operand::Mem { .. } => Loc::Mem(self.mem_linear(i)?),
+            _ => return Err(Trap::Unsupported("operand is not a register or memory")),
+        })
+    }
+
+    #[inline]
+    pub fn read_loc(&mut self, loc: Loc, size: u8) -> Result<u64, Trap> {
+        match loc {
+            Loc::Reg { idx, .. } => Ok(self.reg(idx as usize, size)),
+            Loc::RegHigh(idx) => Ok((self.s.gpr[idx as usize] >> 8) & 0xff),
+            Loc::Mem(lin) => self.read_lin(lin, size),
+        }
+    }
+
+    #[inline]
+    pub fn write_loc(&mut self, loc: Loc, size: u8, v: u64) -> Flow {
+        match loc {
+            Loc::Reg { idx, .. } => {
+                self.set_reg(idx as usize, size, v);
+                Ok(())
+            }
+            Loc::RegHigh(idx) => {
+                let r = &mut self.s.gpr[idx as usize];
+                *r = (*r & !0xff00) | ((v & 0xff) << 8);
+                Ok(())
+            }
+            Loc::Mem(lin) => self.write_lin(lin, size, v),
+        }
+    }
+
+    /// Reads operand `n` (registers masked to their width; immediates as decoded, i.e.
+    /// sign-extended to the operand size).
+    #[inline]
+    pub fn read_op(&mut self, i: &Insn, n: usize) -> Result<u64, Trap> {
+        match i.ops[n] {
+            Operand::Reg { idx, size } => Ok(self.reg(idx as usize, size)),
+            Operand::RegHigh(idx) => Ok((self.s.gpr[idx as usize] >> 8) & 0xff),
+            Operand::Imm => Ok(i.imm),
+            Operand::Mem { size } => {
+                let lin = self.mem_linear(i)?;
+                self.read_lin(lin, size)
+            }
+            Operand::Seg(s) => Ok(self.s.seg[s as usize].selector as u64),
+            _ => Err(Trap::Unsupported("operand kind not readable here")),
+        }
+    }
+
+    #[inline]
+    pub fn write_op(&mut self, i: &Insn, n: usize, v: u64) -> Flow {
+        match i.ops[n] {
+            Operand::Reg { idx, size } => {
+                self.set_reg(idx as usize, size, v);
+                Ok(())
+            }
+            Operand::RegHigh(idx) => {
+                let r = &mut self.s.gpr[idx as usize];
+                *r = (*r & !0xff00) | ((v & 0xff) << 8);
+                Ok(())
+            }
+            Operand::Mem { size } => {
+                let lin = self.mem_linear(i)?;
+                self.write_lin(lin, size, v)
+            }
+            _ => Err(Trap::Unsupported("operand kind not writable here")),
+        }
+    }
+
+    /// Size in bytes of operand `n`.
+    #[inline]
+    pub fn op_size(i: &Insn, n: usize) -> u8 {
+        match i.ops[n] {
+            Operand::Reg { size, .. } | Operand::Mem { size } => size,
+            Operand::RegHigh(_) => 1,
+            Operand::Seg(_) => 2,
+            _ => i.osize,
+        }
+    }
+
+    // ----- stack -----
+
+    /// Stack address size in bytes: 8 in 64-bit code, else SS.B.
+    #[inline]
+    pub fn stack_size(&self) -> u8 {
+        if self.mode64 {
+            8
+        } else if self.s.seg[SS].big() {
+            4
+        } else {
+            2
+        }
+    }
+
+    #[inline]
+    fn sp_mask(&self) -> u64 {
+        size_mask(self.stack_size())
+    }
+
+    /// Pushes `size` bytes. RSP is updated only after the write succeeded (precise faults).
+    #[inline]
+    pub fn push(&mut self, size: u8, v: u64) -> Flow {
+        let mask = self.sp_mask();
+        let rsp = self.s.gpr[crate::state::RSP];
+        let new = rsp.wrapping_sub(size as u64) & mask;
+        let lin = self.seg_linear(SS, new)?;
+        self.write_lin(lin, size, v)?;
+        self.s.gpr[crate::state::RSP] = (rsp & !mask) | new;
+        Ok(())
+    }
+
+    /// Reads the value `size` bytes at the top of the stack plus `offset`, without popping.
+    #[inline]
+    pub fn stack_peek(&mut self, offset: u64, size: u8) -> Result<u64, Trap> {
+        let mask = self.sp_mask();
+        let sp = self.s.gpr[crate::state::RSP].wrapping_add(offset) & mask;
+        let lin = self.seg_linear(SS, sp)?;
+        self.read_lin(lin, size)
+    }
+
+    /// Adds `n` to the stack pointer at the stack's width.
+    #[inline]
+    pub fn stack_adjust(&mut self, n: u64) {
+        let mask = self.sp_mask();
+        let rsp = self.s.gpr[crate::state::RSP];
+        self.s.gpr[crate::state::RSP] = (rsp & !mask) | (rsp.wrapping_add(n) & mask);
+    }
+
+    #[inline]
+    pub fn pop(&mut self, size: u8) -> Result<u64, Trap> {
+        let v = self.stack_peek(0, size)?;
+        self.stack_adjust(size as u64);
+        Ok(v)
+    }
+
+    // ----- control flow -----
+
+    /// Sets the next RIP for a near transfer with operand size `size`, truncating as the
+    /// architecture does (16/32-bit targets wrap; in 64-bit code the target must be
+    /// canonical).
+    #[inline]
+    pub fn jump_near(&mut self, target: u64, size: u8) -> Flow {
+        let t = match size {
+            8 => {
+                if ((target as i64) << 16 >> 16) as u64 != target {
+                    return Err(crate::exception::gp0());
+                }
+                target
+            }
+            4 => target & 0xffff_ffff,
+            _ => target & 0xffff,
+        };
+        if !self.mode64 && t > self.s.seg[CS].limit as u64 {
+            return Err(crate::exception::gp0());
+        }
+        self.next_rip = t;
+        Ok(())
+    }
+
+    /// Operand size of near branches: 64 in 64-bit code unless a 0x66 prefix says 16.
+    #[inline]
+    pub fn branch_size(&self, i: &Insn) -> u8 {
+        i.osize
+    }
+
+    // ----- I/O -----
+
+    pub fn io_in(&mut self, port: u16, size: u8) -> u64 {
+        self.stats.pio_reads += 1;
+        let mut b = [0u8; 4];
+        self.env.pio.read(port as u64, &mut b[..size as usize]);
+        u32::from_le_bytes(b) as u64
+    }
+
+    pub fn io_out(&mut self, port: u16, size: u8, v: u64) -> Flow {
+        self.stats.pio_writes += 1;
+        let b = (v as u32).to_le_bytes();
+        self.env.pio.write(port as u64, &b[..size as usize]);
+        if self.env.control.is_pending() {
+            return Err(Trap::Stop);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::*;
+    use twinvm_devices::clock::ManualClock;
+
+    pub struct NoInterrupts;
+    impl InterruptController for NoInterrupts {
+        fn intr_pending(&self) -> bool {
+            false
+        }
+        fn acknowledge(&self) -> Option<u8> {
+            None
+        }
+    }
+
+    pub fn env(mem_size: u64) -> CpuEnv {
+        CpuEnv {
+            mem: Arc::new(GuestMemory::new(mem_size).unwrap()),
+            pio: Arc::new(Bus::new()),
+            mmio: Arc::new(Bus::new()),
+            control: Arc::new(VmControl::new()),
+            intc: Arc::new(NoInterrupts),
+            clock: Arc::new(ManualClock::default()),
+            model: Arc::new(CpuModel::max()),
+        }
+    }
+}
