@@ -96,6 +96,10 @@ impl LazyFlags {
 
     #[inline]
     pub fn of(&self, rflags: u64) -> bool {
+        // Eager first: `size` is meaningless (0 after reset) until a lazy op sets it.
+        if self.op == FlagOp::Eager {
+            return rflags & OF != 0;
+        }
         let s = sign_bit(self.size);
         let (a, b, r) = (self.a, self.b, self.res);
         match self.op {
@@ -181,6 +185,16 @@ mod tests {
     fn sub_borrow() {
         // 0 - 1 = 0xffff_ffff: CF, SF, AF, PF.
         assert_eq!(flags(FlagOp::Sub, 4, 0, 1, 0xffff_ffff, 0), CF | SF | AF | PF);
+    }
+
+    #[test]
+    fn eager_conditions_before_any_lazy_op() {
+        // A fresh LazyFlags has size 0: reading OF (JO, JL, CMOVLE…) must not compute a
+        // sign bit for it.
+        let lf = LazyFlags::default();
+        assert!(lf.condition(FIXED1 | OF, 0x0)); // O
+        assert!(lf.condition(FIXED1 | OF, 0xc)); // L: SF != OF
+        assert!(!lf.condition(FIXED1 | OF | SF, 0xc));
     }
 
     #[test]

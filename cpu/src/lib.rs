@@ -11,6 +11,8 @@ pub mod interp;
 pub mod interrupts;
 pub mod mmu;
 pub mod model;
+#[doc(hidden)]
+pub mod oracle;
 pub mod segments;
 pub mod state;
 #[doc(hidden)]

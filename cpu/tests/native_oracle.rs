@@ -1,0 +1,78 @@
+//! The native oracle: random and table-driven instruction sequences run on the host CPU
+//! (in a ptraced child) and in the interpreter from the same state; every register, the
+//! arithmetic flags + DF, the data and stack pages, and faults must match.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use twinvm_cpu::oracle::gen::{Family, Generator};
+use twinvm_cpu::oracle::native::NativeRunner;
+use twinvm_cpu::oracle::{compare, flag_mask, report, InterpRunner, Outcome};
+
+/// Random cases per family (11 families → well over 100,000 in all).
+const CASES_PER_FAMILY: usize = 10_000;
+/// Stop after this many mismatches (each is reported in full).
+const MAX_REPORTS: usize = 5;
+
+fn runner() -> Option<NativeRunner> {
+    match NativeRunner::new() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let msg = format!("native oracle SKIPPED: cannot run code natively here: {e}");
+            if std::env::var_os("TWINVM_REQUIRE_ORACLE").is_some() {
+                panic!("{msg}");
+            }
+            eprintln!("{msg}");
+            None
+        }
+    }
+}
+
+#[test]
+fn native_oracle_random() {
+    let Some(mut native) = runner() else { return };
+    let mut interp = InterpRunner::new();
+    let seed = std::env::var("TWINVM_ORACLE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x7717_0a11);
+    let per_family =
+        std::env::var("TWINVM_ORACLE_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(CASES_PER_FAMILY);
+    let mut failures = Vec::new();
+    let mut stats: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let start = Instant::now();
+    let mut total = 0;
+    for (fi, fam) in Family::ALL.iter().enumerate() {
+        let mut gen = Generator::new(seed ^ ((fi as u64) << 48));
+        for k in 0..per_family {
+            let case_seed = gen.rng.0;
+            let case = gen.case(*fam);
+            let n = native.run(&case.code, &case.init).expect("native run");
+            let i = interp.run(&case.code, &case.init);
+            total += 1;
+            let e = stats.entry(format!("{fam:?}")).or_default();
+            e.0 += 1;
+            if n.1 != Outcome::Completed {
+                e.1 += 1;
+            }
+            let d = compare(&n, &i, flag_mask(&case.mnemonics));
+            if !d.is_empty() {
+                failures.push(report(case_seed, &case.code, &case.init, &n, &i, &d));
+                eprintln!("{fam:?} case {k}:\n{}", failures.last().unwrap());
+                if failures.len() >= MAX_REPORTS {
+                    break;
+                }
+            }
+        }
+        if !gen.unimplemented.is_empty() {
+            eprintln!("{fam:?}: forms without an interpreter handler (skipped): {:?}", gen.unimplemented);
+        }
+        if failures.len() >= MAX_REPORTS {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!("native oracle: {total} cases in {secs:.2}s ({:.0}/s)", total as f64 / secs);
+    for (f, (n, faults)) in &stats {
+        eprintln!("  {f:<8} {n:>6} cases, {faults:>5} ended in a fault");
+    }
+    assert!(failures.is_empty(), "{} native-oracle mismatches (first shown above)", failures.len());
+}
