@@ -37,16 +37,25 @@ fn native_oracle_random() {
     let per_family =
         std::env::var("TWINVM_ORACLE_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(CASES_PER_FAMILY);
     let mut failures = Vec::new();
+    let mut unimplemented = std::collections::BTreeSet::new();
     let mut stats: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let start = Instant::now();
     let mut total = 0;
+    let mut times = [0f64; 3];
     for (fi, fam) in Family::ALL.iter().enumerate() {
         let mut gen = Generator::new(seed ^ ((fi as u64) << 48));
         for k in 0..per_family {
             let case_seed = gen.rng.0;
+            let t0 = Instant::now();
             let case = gen.case(*fam);
+            let t1 = Instant::now();
             let n = native.run(&case.code, &case.init).expect("native run");
+            let t2 = Instant::now();
             let i = interp.run(&case.code, &case.init);
+            let t3 = Instant::now();
+            times[0] += (t1 - t0).as_secs_f64();
+            times[1] += (t2 - t1).as_secs_f64();
+            times[2] += (t3 - t2).as_secs_f64();
             total += 1;
             let e = stats.entry(format!("{fam:?}")).or_default();
             e.0 += 1;
@@ -62,15 +71,17 @@ fn native_oracle_random() {
                 }
             }
         }
-        if !gen.unimplemented.is_empty() {
-            eprintln!("{fam:?}: forms without an interpreter handler (skipped): {:?}", gen.unimplemented);
-        }
+        unimplemented.extend(gen.unimplemented.iter().cloned());
         if failures.len() >= MAX_REPORTS {
             break;
         }
     }
+    if !unimplemented.is_empty() {
+        eprintln!("forms without an interpreter handler (not generated): {unimplemented:?}");
+    }
     let secs = start.elapsed().as_secs_f64();
     eprintln!("native oracle: {total} cases in {secs:.2}s ({:.0}/s)", total as f64 / secs);
+    eprintln!("  time: generate {:.2}s, native {:.2}s, interpreter {:.2}s", times[0], times[1], times[2]);
     for (f, (n, faults)) in &stats {
         eprintln!("  {f:<8} {n:>6} cases, {faults:>5} ended in a fault");
     }

@@ -226,6 +226,14 @@ impl Generator {
             }
         };
         let ctx = Ctx { base, index };
+        let n = 1 + self.rng.below(8) as usize;
+        let mut units = Vec::with_capacity(n);
+        for u in 0..n {
+            let f = if self.rng.chance(3, 4) { family } else { self.rng.pick(&Family::MIXABLE) };
+            units.push(self.unit(f, ctx, u, n)?);
+        }
+        let code = assemble(&units)?;
+
         let mut gpr = [0u64; 16];
         for g in gpr.iter_mut() {
             *g = self.rng.edge();
@@ -246,14 +254,6 @@ impl Generator {
         self.fill(&mut data);
         self.fill(&mut stack);
         let init = State { gpr, rflags, rip: l.code, data, stack };
-
-        let n = 1 + self.rng.below(8) as usize;
-        let mut units = Vec::with_capacity(n);
-        for u in 0..n {
-            let f = if self.rng.chance(3, 4) { family } else { self.rng.pick(&Family::MIXABLE) };
-            units.push(self.unit(f, ctx, u, n)?);
-        }
-        let code = assemble(&units)?;
         let mnemonics = Decoder::with_ip(64, &code, l.code, DecoderOptions::NONE).into_iter().map(|i| i.mnemonic()).collect();
         Some(Case { family, code, init, mnemonics })
     }
@@ -303,9 +303,13 @@ impl Generator {
         if op.can_use_lock_prefix() && self.rng.chance(1, 4) {
             ins.set_has_lock_prefix(true);
         }
-        // The interpreter must have a handler, or the case would only test #UD.
+        // The interpreter must have a handler, or the case would only test #UD. Forms
+        // without one are dropped from the tables (and reported).
         if crate::interp::lookup(&ins, &self.model).is_none() {
             self.unimplemented.insert(format!("{code:?}"));
+            for (_, forms) in self.forms.iter_mut() {
+                forms.retain(|c| *c != code);
+            }
             return None;
         }
         // Encodability (AH with REX, …) is checked here so that `assemble` can't fail.

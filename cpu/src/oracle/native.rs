@@ -10,6 +10,33 @@ use super::{Layout, Outcome, State};
 /// A long-lived traced child that runs oracle cases natively.
 pub struct NativeRunner {
     pid: libc::pid_t,
+    /// The calling thread's CPU affinity before `new` pinned it next to the child.
+    saved_affinity: Option<libc::cpu_set_t>,
+}
+
+/// Pins the calling thread and the child to the CPU the thread runs on: each case is a
+/// ptrace ping-pong, and cross-CPU wake-ups dominate its cost otherwise. Returns the
+/// thread's previous affinity.
+fn pin_pair(child: libc::pid_t) -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data; the sched_* calls get valid pointers and sizes.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 {
+            return None;
+        }
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) != 0 {
+            return None;
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut one);
+        let sz = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_setaffinity(0, sz, &one) != 0 || libc::sched_setaffinity(child, sz, &one) != 0 {
+            libc::sched_setaffinity(0, sz, &old);
+            return None;
+        }
+        Some(old)
+    }
 }
 
 /// Exit codes of the child when its setup fails (before it stops itself).
@@ -35,7 +62,7 @@ impl NativeRunner {
         if pid == 0 {
             child_main();
         }
-        let runner = NativeRunner { pid };
+        let runner = NativeRunner { pid, saved_affinity: pin_pair(pid) };
         match runner.wait()? {
             Stop::Signal(libc::SIGSTOP) => Ok(runner),
             Stop::Exited(CHILD_MMAP_FAILED) => {
@@ -174,6 +201,9 @@ impl Drop for NativeRunner {
             libc::kill(self.pid, libc::SIGKILL);
             let mut status = 0;
             libc::waitpid(self.pid, &mut status, libc::__WALL);
+            if let Some(old) = &self.saved_affinity {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), old);
+            }
         }
     }
 }
@@ -181,7 +211,7 @@ impl Drop for NativeRunner {
 #[derive(Debug)]
 enum Stop {
     Exited(i32),
-    Killed(i32),
+    Killed(#[allow(dead_code)] i32),
     Signal(i32),
 }
 
