@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod firmware;
 pub mod loader;
+pub mod logger;
 pub mod platform;
 pub mod run;
 pub mod vm;

@@ -3,6 +3,7 @@ use clap::Parser;
 use twinvm::cli::{Cli, Command};
 
 fn main() {
+    twinvm::logger::init();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
