@@ -1,4 +1,6 @@
 //! Running the twinvm binary from integration tests.
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
