@@ -54,6 +54,16 @@ fn lock_ud(_: &mut Cpu, _: &Insn) -> Flow {
     Err(ud())
 }
 
+/// `f` if `b`, else 0.
+#[inline(always)]
+pub(crate) fn flag(b: bool, f: u64) -> u64 {
+    if b {
+        f
+    } else {
+        0
+    }
+}
+
 #[inline]
 fn parity(v: u64) -> bool {
     (v as u8).count_ones() % 2 == 0
@@ -105,7 +115,7 @@ fn bit_op<const OP: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     if write_faulted(&r) {
         return r;
     }
-    c.set_flags_masked(CF, (v & m != 0) as u64 * CF);
+    c.set_flags_masked(CF, flag(v & m != 0, CF));
     r
 }
 
@@ -115,7 +125,7 @@ fn scan_flags(c: &mut Cpu, src: u64, res: u64) {
     let f = if src == 0 {
         ZF | PF
     } else {
-        parity(res) as u64 * PF
+        flag(parity(res), PF)
     };
     c.set_flags_masked(ARITH, f);
 }
@@ -148,7 +158,7 @@ fn bsr(c: &mut Cpu, i: &Insn) -> Flow {
 /// SF/AF/PF cleared, as the host does.
 #[inline]
 fn count_flags(c: &mut Cpu, src: u64, res: u64) {
-    let f = (src == 0) as u64 * CF | (res == 0) as u64 * ZF;
+    let f = flag(src == 0, CF) | flag(res == 0, ZF);
     c.set_flags_masked(CF | ZF | SF | AF | PF, f);
 }
 
@@ -180,7 +190,7 @@ fn tzcnt(c: &mut Cpu, i: &Insn) -> Flow {
 fn popcnt(c: &mut Cpu, i: &Insn) -> Flow {
     let src = c.read_op(i, 1)?;
     c.write_op(i, 0, src.count_ones() as u64)?;
-    c.set_flags_masked(ARITH, (src == 0) as u64 * ZF);
+    c.set_flags_masked(ARITH, flag(src == 0, ZF));
     Ok(())
 }
 
@@ -259,7 +269,7 @@ mod tests {
                 assert_eq!(it.cpu.s.gpr[RAX], res, "op {op} v {v:#x} bit {bit}");
                 assert_eq!(
                     arith(&it),
-                    (init & !CF) | cf as u64 * CF,
+                    (init & !CF) | flag(cf, CF),
                     "op {op} bit {bit} init {init:#x}"
                 );
             }
@@ -403,10 +413,10 @@ mod tests {
             for init in [0, ARITH] {
                 let it = run(&asm(|a| a.bsf(rax, rbx)), &[(0, 0xdead), (3, v)], init);
                 assert_eq!(it.cpu.s.gpr[RAX], f);
-                assert_eq!(arith(&it), parity(f) as u64 * PF, "bsf {v:#x}");
+                assert_eq!(arith(&it), flag(parity(f), PF), "bsf {v:#x}");
                 let it = run(&asm(|a| a.bsr(rax, rbx)), &[(0, 0xdead), (3, v)], init);
                 assert_eq!(it.cpu.s.gpr[RAX], r);
-                assert_eq!(arith(&it), parity(r) as u64 * PF, "bsr {v:#x}");
+                assert_eq!(arith(&it), flag(parity(r), PF), "bsr {v:#x}");
             }
         }
     }
@@ -482,7 +492,7 @@ mod tests {
                     _ => lz,
                 };
                 assert_eq!(it.cpu.s.gpr[RAX], want, "lzcnt{size} {src:#x}");
-                let f = (init & OF) | (src == 0) as u64 * CF | (lz == 0) as u64 * ZF;
+                let f = (init & OF) | flag(src == 0, CF) | flag(lz == 0, ZF);
                 assert_eq!(arith(&it), f, "lzcnt{size} {src:#x} init {init:#x}");
             }
         }
@@ -490,7 +500,7 @@ mod tests {
             for init in [0, ARITH] {
                 let it = run(&asm(|a| a.popcnt(rax, rbx)), &[(3, src)], init);
                 assert_eq!(it.cpu.s.gpr[RAX], n);
-                assert_eq!(arith(&it), (src == 0) as u64 * ZF);
+                assert_eq!(arith(&it), flag(src == 0, ZF));
             }
         }
         // POPCNT r32 of a value whose 1s are all above bit 31.
@@ -552,10 +562,7 @@ mod tests {
                 RunExit::Halted
             );
             assert_eq!(it.cpu.s.gpr[RAX], n);
-            assert_eq!(
-                arith(&it),
-                OF | (src == 0) as u64 * CF | (n == 0) as u64 * ZF
-            );
+            assert_eq!(arith(&it), OF | flag(src == 0, CF) | flag(n == 0, ZF));
         }
     }
 
