@@ -200,7 +200,7 @@ fn setcc(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::exec::RunExit;
     use crate::state::rflags::{FIXED1, OF};
