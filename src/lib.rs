@@ -1,1 +1,13 @@
-pub fn x(){}
+//! twinvm: the machine — CLI, VM assembly, engine glue, boot loaders.
+
+pub mod bench;
+pub mod cli;
+pub mod console;
+pub mod engine;
+pub mod error;
+pub mod firmware;
+pub mod loader;
+pub mod logger;
+pub mod platform;
+pub mod run;
+pub mod vm;

@@ -126,7 +126,8 @@ impl BlockCache {
             }
         }
         let rip = cpu.s.rip;
-        let mode = mode_key(cpu) | (cpu.s.seg[crate::state::CS].base << 8);
+        // CPL is part of the key because a hit skips the fetch permission check.
+        let mode = mode_key(cpu) | ((cpu.s.cpl() as u64) << 4) | (cpu.s.seg[crate::state::CS].base << 8);
         let slot = (rip as usize ^ (rip >> 12) as usize) & (JUMP_CACHE - 1);
         let j = self.jump[slot];
         if j.rip == rip && j.mode == mode {

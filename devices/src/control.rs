@@ -12,6 +12,8 @@ pub enum StopRequest {
     PowerOff,
     /// A reset through the 8042, port 0x92, 0xCF9 or ACPI.
     Reset,
+    /// The user asked to quit (Ctrl-A X on the console).
+    UserQuit,
 }
 
 /// Shared between devices (which request) and the engine (which polls after every I/O

@@ -2,12 +2,19 @@
 //! PC device models. Device models know nothing about engines: every engine drives them
 //! through the same [`bus::Bus`].
 
+pub mod acpi_pm;
 pub mod bus;
 pub mod clock;
 pub mod control;
 pub mod debug_exit;
+pub mod i8042;
 pub mod irq;
 pub mod memory;
+pub mod pic;
+pub mod pit;
+pub mod reset;
+pub mod rtc;
+pub mod uart;
 
 pub use bus::{Bus, Device, SharedDevice};
 pub use control::{StopRequest, VmControl};

@@ -104,7 +104,7 @@ impl GuestMemory {
     /// Lays out `ram_size` bytes of RAM the PC way: below the PCI hole, and the rest above
     /// 4 GiB.
     pub fn new(ram_size: u64) -> Result<Self, MemoryError> {
-        if ram_size == 0 || ram_size % PAGE_SIZE != 0 {
+        if ram_size == 0 || !ram_size.is_multiple_of(PAGE_SIZE) {
             return Err(MemoryError::InvalidSize(ram_size));
         }
         let low = ram_size.min(PCI_HOLE_START);

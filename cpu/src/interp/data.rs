@@ -183,8 +183,8 @@ fn pusha(c: &mut Cpu, i: &Insn) -> Flow {
     let size = i.osize;
     let old_rsp = c.s.gpr[RSP];
     let regs = c.s.gpr;
-    for r in 0..8 {
-        let v = if r == RSP { old_rsp } else { regs[r] };
+    for (r, &reg) in regs.iter().enumerate().take(8) {
+        let v = if r == RSP { old_rsp } else { reg };
         if let Err(e) = c.push(size, v & size_mask(size)) {
             c.s.gpr[RSP] = old_rsp;
             return Err(e);

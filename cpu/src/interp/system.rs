@@ -464,7 +464,7 @@ pub fn read_msr(c: &Cpu, n: u32) -> Option<u64> {
         msr::MTRR_DEF_TYPE => m.mtrr_def_type,
         msr::MTRR_PHYS_BASE0..=0x20f => {
             let (b, mask) = m.mtrr_var[((n - msr::MTRR_PHYS_BASE0) / 2) as usize];
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 b
             } else {
                 mask
@@ -504,7 +504,7 @@ pub fn write_msr(c: &mut Cpu, n: u32, v: u64) -> Flow {
         msr::MTRR_DEF_TYPE => c.s.msr.mtrr_def_type = v & 0xcff,
         msr::MTRR_PHYS_BASE0..=0x20f => {
             let e = &mut c.s.msr.mtrr_var[((n - msr::MTRR_PHYS_BASE0) / 2) as usize];
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 e.0 = v;
             } else {
                 e.1 = v;

@@ -1,0 +1,121 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "twinvm", version, about = "Full-system x86-64 emulator and virtual machine monitor")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a guest (with no image: the built-in demo guest).
+    Run(RunArgs),
+    /// Run the CPU-bound benchmark guests and print guest MIPS.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Execution engine.
+    #[arg(long, default_value = "interp", value_parser = ["interp"])]
+    pub accel: String,
+    /// Kernel image: multiboot v1 (ELF32/ELF64, or flat with header address fields), or a
+    /// raw binary with --flat-addr.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk(s), handed to a multiboot kernel as modules (repeatable).
+    #[arg(long)]
+    pub initrd: Vec<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Guest RAM, e.g. 256M, 2G (suffixes K, M, G; plain numbers are MiB).
+    #[arg(long, default_value = "256M")]
+    pub mem: String,
+    /// Firmware image mapped below 4 GiB and started at the reset vector (F000:FFF0).
+    #[arg(long)]
+    pub firmware: Option<PathBuf>,
+    /// Load --kernel as a raw binary at this guest-physical address (hex with 0x).
+    #[arg(long, value_parser = parse_number)]
+    pub flat_addr: Option<u64>,
+    /// Entry point for --flat-addr (default: the load address); entered in 32-bit flat
+    /// protected mode.
+    #[arg(long, value_parser = parse_number, requires = "flat_addr")]
+    pub entry: Option<u64>,
+    /// Where COM1 goes: stdio, file:PATH or none.
+    #[arg(long, default_value = "stdio")]
+    pub serial: String,
+    /// Stop instead of resetting when the guest resets or triple-faults.
+    #[arg(long)]
+    pub no_reboot: bool,
+    /// Print instructions executed, guest MIPS and exits by kind when the guest stops.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Benchmark guests to run (default: all built-in ones).
+    pub guests: Vec<String>,
+    /// Runs per guest; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+}
+
+/// Parses a number in decimal or 0x-hex.
+pub fn parse_number(s: &str) -> Result<u64, String> {
+    let t = s.trim().replace('_', "");
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => t.parse(),
+    };
+    r.map_err(|_| format!("'{s}' is not a number"))
+}
+
+/// Parses a memory size: K/M/G/T suffixes (powers of two); a plain number means MiB, as
+/// QEMU's -m does.
+pub fn parse_mem_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'B' => 1,
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("memory size '{s}': unknown suffix '{c}' (use K, M or G)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1 << 20),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("memory size '{s}' is not a number"))?;
+    n.checked_mul(mul).ok_or_else(|| format!("memory size '{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_sizes() {
+        assert_eq!(parse_mem_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_mem_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_mem_size("128"), Ok(128 << 20));
+        assert!(parse_mem_size("12Q").is_err());
+        assert!(parse_mem_size("lots").is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_number("0x100000"), Ok(0x10_0000));
+        assert_eq!(parse_number("4096"), Ok(4096));
+        assert!(parse_number("0xzz").is_err());
+    }
+}
