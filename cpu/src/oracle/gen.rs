@@ -275,7 +275,7 @@ impl Generator {
             Family::Bcd => Some(vec![Item::Raw(self.rng.pick(INVALID_IN_64).to_vec())]),
             Family::System => Some(vec![Item::Raw(self.rng.pick(PRIVILEGED).to_vec())]),
             Family::Data if self.rng.chance(1, 8) => Some(self.popf_unit()),
-            Family::Arith if self.rng.chance(1, 3) => self.divide_unit(ctx),
+            Family::Arith if self.rng.chance(1, 5) => self.divide_unit(ctx),
             f => Some(vec![Item::Ins(self.table_insn(f, ctx)?, Target::None)]),
         }
     }
@@ -300,7 +300,9 @@ impl Generator {
         for (k, kind) in kinds.iter().enumerate() {
             self.operand(&mut ins, k as u32, *kind, code, mem_size, ctx)?;
         }
-        if op.can_use_lock_prefix() && self.rng.chance(1, 4) {
+        // LOCK: mostly on memory destinations; now and then on a register one (#UD).
+        let mem_dst = ins.op_count() > 0 && ins.op_kind(0) == OpKind::Memory;
+        if op.can_use_lock_prefix() && self.rng.chance(if mem_dst { 1 } else { 1 }, if mem_dst { 3 } else { 40 }) {
             ins.set_has_lock_prefix(true);
         }
         // The interpreter must have a handler, or the case would only test #UD. Forms
@@ -650,6 +652,90 @@ impl Generator {
         items.extend(body);
         items.push(Item::Ins(ret, Target::None));
         Some(items)
+    }
+}
+
+/// Operand values for the table-driven cases: the edges of every width.
+pub const EDGE_VALUES: [u64; 16] = [
+    0,
+    1,
+    0x7f,
+    0x80,
+    0xff,
+    0x7fff,
+    0x8000,
+    0xffff,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    0x1_0000_0000,
+    i64::MAX as u64,
+    i64::MIN as u64,
+    u64::MAX,
+    0x0123_4567_89ab_cdef,
+];
+
+/// Counts for the table-driven shift/rotate cases (CL and imm8).
+pub const EDGE_COUNTS: [u64; 14] = [0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64];
+
+impl Generator {
+    /// Table-driven cases for one form: its register operands take every pair of
+    /// `EDGE_VALUES` (destination × source), CL every `EDGE_COUNTS`, with CF clear and
+    /// set. Memory operands (when the random form picked one) get the same values.
+    pub fn edge_cases(&mut self, code: Code) -> Vec<Case> {
+        let l = Layout::get();
+        let ctx = Ctx { base: 3, index: 5 };
+        let Some(ins) = (0..20).find_map(|_| self.build(code, ctx)) else { return Vec::new() };
+        let Some(bytes) = assemble(&[vec![Item::Ins(ins, Target::None)]]) else { return Vec::new() };
+        let mnemonics = vec![code.mnemonic()];
+        let reg_of = |k: u32| -> Option<usize> {
+            (ins.op_kind(k) == OpKind::Register).then(|| ins.op_register(k)).and_then(|r| {
+                let full = r.full_register();
+                (full.is_gpr64()).then(|| full as usize - Register::RAX as usize)
+            })
+        };
+        let (dst, src) = (reg_of(0), if ins.op_count() > 1 { reg_of(1) } else { None });
+        let uses_cl = (0..ins.op_count()).any(|k| ins.op_kind(k) == OpKind::Register && ins.op_register(k) == Register::CL);
+        // CL forms: destination × count × two sources; others: destination × source.
+        let (bs, counts): (&[u64], &[u64]) =
+            if uses_cl { (&[u64::MAX, 0x0123_4567_89ab_cdef], &EDGE_COUNTS) } else { (&EDGE_VALUES, &[0]) };
+        let family = family_of(code.mnemonic()).unwrap_or(Family::Data);
+        let mut out = Vec::new();
+        for &a in EDGE_VALUES.iter() {
+            for &b in bs {
+                for &c in counts {
+                    let mut gpr = [0u64; 16];
+                    for (i, g) in gpr.iter_mut().enumerate() {
+                        *g = if i % 2 == 0 { a } else { b };
+                    }
+                    if let Some(d) = dst {
+                        gpr[d] = a;
+                    }
+                    if let Some(s) = src {
+                        gpr[s] = b;
+                    }
+                    gpr[2] = if code.mnemonic() == Mnemonic::Div { 0 } else { gpr[2] };
+                    if uses_cl {
+                        gpr[1] = c;
+                    }
+                    gpr[ctx.base] = l.data + 0x800;
+                    gpr[ctx.index] = 8;
+                    gpr[RSP] = l.stack + 0x800;
+                    let mut data = vec![0u8; l.data_len];
+                    let mut stack = vec![0u8; l.stack_len];
+                    for (i, ch) in data.chunks_mut(8).chain(stack.chunks_mut(8)).enumerate() {
+                        let v = if i % 2 == 0 { a } else { b }.to_le_bytes();
+                        ch.copy_from_slice(&v[..ch.len()]);
+                    }
+                    // CF in (ADC/SBB/RCL/RCR) alternates with the values.
+                    let cf = (a ^ b ^ c ^ (a >> 7)) & 1;
+                    let rflags = (self.rng.next() & COMPARED_FLAGS & !1) | cf;
+                    let init = State { gpr, rflags, rip: l.code, data, stack };
+                    out.push(Case { family, code: bytes.clone(), init, mnemonics: mnemonics.clone() });
+                }
+            }
+        }
+        out
     }
 }
 
