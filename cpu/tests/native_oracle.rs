@@ -168,3 +168,15 @@ fn native_oracle_self_check() {
         assert!(compare(&n, &i, COMPARED_FLAGS).is_empty(), "{code:02x?}: {:?}", compare(&n, &i, COMPARED_FLAGS));
     }
 }
+
+#[test]
+#[ignore]
+fn peek() {
+    let mut g = Generator::new(5);
+    for f in [Family::Arith, Family::Control, Family::Atomic, Family::Data] {
+        for _ in 0..3 {
+            let c = g.case(f);
+            eprintln!("{f:?}\n{}", twinvm_cpu::oracle::disassemble(&c.code));
+        }
+    }
+}

@@ -602,7 +602,10 @@ impl Generator {
     /// Forward branches (Jcc, JMP, LOOPcc, JRCXZ/JECXZ, rel8 and rel32) to a later unit,
     /// and `call A; jmp B; A: body; ret [imm16]; B:` subroutines.
     fn control_unit(&mut self, ctx: Ctx, u: usize, n: usize) -> Option<Vec<Item>> {
-        let target = Target::Unit(u + 1 + self.rng.below((n - u) as u64) as usize);
+        // Skip at least one unit when there is one: a branch to the next unit looks the
+        // same taken or not.
+        let skip = if n - u > 1 { 1 + self.rng.below((n - u - 1) as u64) } else { 0 };
+        let target = Target::Unit(u + 1 + skip as usize);
         let l = Layout::get();
         let code = match self.rng.below(8) {
             0..=2 => self.rng.pick(JCC_REL8),
