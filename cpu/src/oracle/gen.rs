@@ -345,6 +345,11 @@ impl Generator {
             K::ax => r(ins, Register::AX),
             K::eax => r(ins, Register::EAX),
             K::rax => r(ins, Register::RAX),
+            // Only segment-register reads are generated (MOV r/m, Sreg; PUSH FS/GS): both
+            // sides run with Linux's user selectors.
+            K::seg_reg => r(ins, self.rng.pick(&[Register::ES, Register::CS, Register::SS, Register::DS, Register::FS, Register::GS])),
+            K::fs => r(ins, Register::FS),
+            K::gs => r(ins, Register::GS),
             K::imm8 => {
                 ins.set_op_kind(k, if k >= 2 && kinds_has_two_imm(code) { OpKind::Immediate8_2nd } else { OpKind::Immediate8 });
                 let v = self.imm8(code);
@@ -621,6 +626,11 @@ impl Generator {
                 Code::Loopne_rel8_64_ECX,
                 Code::Jecxz_rel8_64,
             ]),
+            6 => match self.rng.below(4) {
+                0 => return self.indirect_jump_unit(ctx, target),
+                1 => return self.enter_leave_unit(ctx),
+                _ => return self.subroutine_unit(ctx),
+            },
             _ => return self.subroutine_unit(ctx),
         };
         let ins = Instruction::with_branch(code, l.code).ok()?;
@@ -631,7 +641,52 @@ impl Generator {
         Some(vec![Item::Ins(ins, target)])
     }
 
+    /// `lea r, [rip+target]; jmp r` or through a stack slot.
+    fn indirect_jump_unit(&mut self, _ctx: Ctx, target: Target) -> Option<Vec<Item>> {
+        let r = self.rng.pick(&[Register::RAX, Register::RCX, Register::RDX, Register::RSI, Register::RDI]);
+        let lea = Instruction::with2(Code::Lea_r64_m, r, iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0)).ok()?;
+        let mut items = vec![Item::Ins(lea, target)];
+        if self.rng.chance(1, 2) {
+            items.push(Item::Ins(Instruction::with1(Code::Jmp_rm64, r).ok()?, Target::None));
+        } else {
+            let slot = iced_x86::MemoryOperand::with_base_displ(Register::RSP, -16);
+            items.push(Item::Ins(Instruction::with2(Code::Mov_rm64_r64, slot, r).ok()?, Target::None));
+            items.push(Item::Ins(Instruction::with1(Code::Jmp_rm64, slot).ok()?, Target::None));
+        }
+        Some(items)
+    }
+
+    /// `lea rbp, [rsp-k]; enter size, level; [leave]`.
+    fn enter_leave_unit(&mut self, ctx: Ctx) -> Option<Vec<Item>> {
+        if ctx.base == 5 || ctx.index == 5 {
+            return None;
+        }
+        let rbp = iced_x86::MemoryOperand::with_base_displ(Register::RSP, -(self.rng.below(8) as i64 * 8));
+        let mut items = vec![Item::Ins(Instruction::with2(Code::Lea_r64_m, Register::RBP, rbp).ok()?, Target::None)];
+        let word = self.rng.chance(1, 4);
+        let level = if self.rng.chance(3, 4) { self.rng.below(4) } else { self.rng.below(40) } as u32;
+        let size = self.rng.pick(&[0u32, 8, 0x18, 0x40, 0x101]);
+        let enter = if word { Code::Enterw_imm16_imm8 } else { Code::Enterq_imm16_imm8 };
+        items.push(Item::Ins(Instruction::with2(enter, size, level).ok()?, Target::None));
+        if self.rng.chance(1, 2) {
+            let leave = if self.rng.chance(1, 4) { Code::Leavew } else { Code::Leaveq };
+            items.push(Item::Ins(Instruction::with(leave), Target::None));
+        }
+        for it in &items {
+            if let Item::Ins(i, _) = it {
+                if crate::interp::lookup(i, &self.model).is_none() {
+                    self.unimplemented.insert(format!("{:?}", i.code()));
+                    return None;
+                }
+            }
+        }
+        Some(items)
+    }
+
     fn subroutine_unit(&mut self, ctx: Ctx) -> Option<Vec<Item>> {
+        if self.rng.chance(1, 3) {
+            return self.indirect_subroutine_unit(ctx);
+        }
         let l = Layout::get();
         let body_len = self.rng.below(4) as usize;
         let mut body = Vec::new();
@@ -742,6 +797,33 @@ impl Generator {
     }
 }
 
+impl Generator {
+    /// `lea r, [rip+A]; call r; jmp B; A: body; ret; B:`.
+    fn indirect_subroutine_unit(&mut self, ctx: Ctx) -> Option<Vec<Item>> {
+        let l = Layout::get();
+        let r = self.rng.pick(&[Register::RAX, Register::RCX, Register::RDX, Register::RSI, Register::RDI]);
+        let lea = Instruction::with2(Code::Lea_r64_m, r, iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0)).ok()?;
+        let f = self.rng.pick(&[Family::Logic, Family::FlagCtl, Family::Bits]);
+        let body = self.table_insn(f, ctx)?;
+        Some(vec![
+            Item::Ins(lea, Target::Local(3)),
+            Item::Ins(Instruction::with1(Code::Call_rm64, r).ok()?, Target::None),
+            Item::Ins(Instruction::with_branch(Code::Jmp_rel32_64, l.code).ok()?, Target::Local(5)),
+            Item::Ins(body, Target::None),
+            Item::Ins(Instruction::with(Code::Retnq), Target::None),
+        ])
+    }
+}
+
+/// Points a branch (or a RIP-relative LEA) at `addr`.
+fn set_target(ins: &mut Instruction, addr: u64) {
+    if ins.memory_base() == Register::RIP {
+        ins.set_memory_displacement64(addr);
+    } else {
+        ins.set_near_branch64(addr);
+    }
+}
+
 fn kinds_has_two_imm(code: Code) -> bool {
     code.op_code().op_kinds().iter().filter(|k| matches!(k, K::imm8 | K::imm16)).count() > 1
 }
@@ -780,6 +862,9 @@ fn supported_kind(k: K) -> bool {
             | K::imm32
             | K::imm32sex64
             | K::imm64
+            | K::seg_reg
+            | K::fs
+            | K::gs
     )
 }
 
@@ -792,6 +877,9 @@ fn excluded(code: Code) -> bool {
         // Reserved-NOP space (0F 0D, 0F 18–1F) holds hints (PREFETCH*, CLDEMOTE…) that
         // differ per host; NOP itself is covered by 90 and 0F 1F.
         | Code::Nop_rm16 | Code::Nop_rm32 | Code::Nop_rm64
+        // Segment register loads: the host's descriptor tables are not the interpreter's.
+        | Code::Mov_Sreg_rm16 | Code::Mov_Sreg_r32m16 | Code::Mov_Sreg_r64m16
+        | Code::Popw_FS | Code::Popq_FS | Code::Popw_GS | Code::Popq_GS
     ) || {
         let s = format!("{code:?}");
         s.starts_with("Reservednop")
@@ -909,7 +997,7 @@ fn assemble(units: &[Vec<Item>]) -> Option<Vec<u8>> {
                 Item::Ins(ins, t) => {
                     let mut ins = *ins;
                     if !matches!(t, Target::None) {
-                        ins.set_near_branch64(ip);
+                        set_target(&mut ins, ip);
                     }
                     enc.encode(&ins, ip).ok()? as u64
                 }
@@ -930,8 +1018,8 @@ fn assemble(units: &[Vec<Item>]) -> Option<Vec<u8>> {
                     let mut ins = *ins;
                     match t {
                         Target::None => {}
-                        Target::Unit(x) => ins.set_near_branch64(unit_start[(*x).min(units.len())]),
-                        Target::Local(x) => ins.set_near_branch64(ips[u][*x]),
+                        Target::Unit(x) => set_target(&mut ins, unit_start[(*x).min(units.len())]),
+                        Target::Local(x) => set_target(&mut ins, ips[u][*x]),
                     }
                     let before = enc.take_buffer().len();
                     debug_assert_eq!(before, 0);
