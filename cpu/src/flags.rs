@@ -169,7 +169,14 @@ mod tests {
     use super::*;
 
     fn flags(op: FlagOp, size: u8, a: u64, b: u64, res: u64, aux: u64) -> u64 {
-        let lf = LazyFlags { op, size, a, b, res, aux };
+        let lf = LazyFlags {
+            op,
+            size,
+            a,
+            b,
+            res,
+            aux,
+        };
         lf.materialize(FIXED1) & ARITH
     }
 
@@ -184,7 +191,10 @@ mod tests {
     #[test]
     fn sub_borrow() {
         // 0 - 1 = 0xffff_ffff: CF, SF, AF, PF.
-        assert_eq!(flags(FlagOp::Sub, 4, 0, 1, 0xffff_ffff, 0), CF | SF | AF | PF);
+        assert_eq!(
+            flags(FlagOp::Sub, 4, 0, 1, 0xffff_ffff, 0),
+            CF | SF | AF | PF
+        );
     }
 
     #[test]
@@ -199,7 +209,14 @@ mod tests {
 
     #[test]
     fn conditions() {
-        let lf = LazyFlags { op: FlagOp::Sub, size: 4, a: 1, b: 2, res: u32::MAX as u64, aux: 0 };
+        let lf = LazyFlags {
+            op: FlagOp::Sub,
+            size: 4,
+            a: 1,
+            b: 2,
+            res: u32::MAX as u64,
+            aux: 0,
+        };
         assert!(lf.condition(FIXED1, 0x2)); // B
         assert!(lf.condition(FIXED1, 0xc)); // L
         assert!(!lf.condition(FIXED1, 0x4)); // E

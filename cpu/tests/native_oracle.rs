@@ -29,13 +29,44 @@ fn runner() -> Option<NativeRunner> {
     }
 }
 
+/// Replays one reported case: `TWINVM_ORACLE_REPLAY="0x<seed> <Family>" cargo test
+/// -p twinvm-cpu --test native_oracle replay -- --nocapture`.
+#[test]
+fn replay() {
+    let Ok(spec) = std::env::var("TWINVM_ORACLE_REPLAY") else {
+        return;
+    };
+    let Some(mut native) = runner() else { return };
+    let mut it = spec.split_whitespace();
+    let seed = it
+        .next()
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        .expect("seed");
+    let fam_name = it.next().unwrap_or("Data");
+    let fam = Family::ALL
+        .into_iter()
+        .find(|f| format!("{f:?}") == fam_name)
+        .expect("family");
+    let case = Generator::new(seed).case(fam);
+    let n = native.run(&case.code, &case.init).expect("native run");
+    let i = InterpRunner::new().run(&case.code, &case.init);
+    let d = compare(&n, &i, flag_mask(&case.mnemonics));
+    eprintln!("{}", report(seed, &case.code, &case.init, &n, &i, &d));
+    assert!(d.is_empty());
+}
+
 #[test]
 fn native_oracle_random() {
     let Some(mut native) = runner() else { return };
     let mut interp = InterpRunner::new();
-    let seed = std::env::var("TWINVM_ORACLE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x7717_0a11);
-    let per_family =
-        std::env::var("TWINVM_ORACLE_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(CASES_PER_FAMILY);
+    let seed = std::env::var("TWINVM_ORACLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7717_0a11);
+    let per_family = std::env::var("TWINVM_ORACLE_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CASES_PER_FAMILY);
     let mut failures = Vec::new();
     let mut unimplemented = std::collections::BTreeSet::new();
     let mut stats: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -71,7 +102,7 @@ fn native_oracle_random() {
             let d = compare(&n, &i, flag_mask(&case.mnemonics));
             if !d.is_empty() {
                 failures.push(report(case_seed, &case.code, &case.init, &n, &i, &d));
-                eprintln!("{fam:?} case {k}:\n{}", failures.last().unwrap());
+                eprintln!("{fam:?} case {k} (replay: TWINVM_ORACLE_REPLAY=\"{case_seed:#x} {fam:?}\"):\n{}", failures.last().unwrap());
                 if failures.len() >= MAX_REPORTS {
                     break;
                 }
@@ -86,13 +117,23 @@ fn native_oracle_random() {
         eprintln!("forms without an interpreter handler (not generated): {unimplemented:?}");
     }
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("native oracle: {total} cases in {secs:.2}s ({:.0}/s)", total as f64 / secs);
-    eprintln!("  time: generate {:.2}s, native {:.2}s, interpreter {:.2}s", times[0], times[1], times[2]);
+    eprintln!(
+        "native oracle: {total} cases in {secs:.2}s ({:.0}/s)",
+        total as f64 / secs
+    );
+    eprintln!(
+        "  time: generate {:.2}s, native {:.2}s, interpreter {:.2}s",
+        times[0], times[1], times[2]
+    );
     for (f, (n, faults)) in &stats {
         eprintln!("  {f:<8} {n:>6} cases, {faults:>5} ended in a fault");
     }
     eprintln!("  faults: {faults:?}");
-    assert!(failures.is_empty(), "{} native-oracle mismatches (first shown above)", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} native-oracle mismatches (first shown above)",
+        failures.len()
+    );
 }
 
 /// Every table form of every family, with its register operands taking every pair of
@@ -125,8 +166,15 @@ fn native_oracle_edge_table() {
             }
         }
     }
-    eprintln!("native oracle edge table: {total} cases in {:.2}s", start.elapsed().as_secs_f64());
-    assert!(failures.is_empty(), "{} native-oracle edge-table mismatches (shown above)", failures.len());
+    eprintln!(
+        "native oracle edge table: {total} cases in {:.2}s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} native-oracle edge-table mismatches (shown above)",
+        failures.len()
+    );
 }
 
 /// The harness itself: a difference between the two sides is reported, and faults map
@@ -150,33 +198,55 @@ fn native_oracle_self_check() {
     assert_eq!(n.1, Outcome::Completed);
     assert_eq!(n.0.gpr[0], 8);
     let i = interp.run(&b, &init);
-    assert!(compare(&n, &i, COMPARED_FLAGS).iter().any(|d| d.starts_with("rax")));
+    assert!(compare(&n, &i, COMPARED_FLAGS)
+        .iter()
+        .any(|d| d.starts_with("rax")));
     assert!(compare(&n, &interp.run(&a, &init), COMPARED_FLAGS).is_empty());
     // Faults: div by zero, unmapped read, CLI at CPL 3, UD2 mid-sequence.
     let mut z = init.clone();
     z.gpr[1] = 0;
     let cases: [(&[u8], &twinvm_cpu::oracle::State, Outcome); 4] = [
-        (&[0xf7, 0xf1, 0x0f, 0x0b], &z, Outcome::Fault { vector: 0, cr2: None }),
-        (&[0x8b, 0x04, 0x25, 0, 0, 0x50, 0, 0x0f, 0x0b], &init, Outcome::Fault { vector: 14, cr2: Some(0x50_0000) }),
-        (&[0xfa, 0x0f, 0x0b], &init, Outcome::Fault { vector: 13, cr2: None }),
-        (&[0x90, 0x0f, 0x0b, 0x90, 0x0f, 0x0b], &init, Outcome::Fault { vector: 6, cr2: None }),
+        (
+            &[0xf7, 0xf1, 0x0f, 0x0b],
+            &z,
+            Outcome::Fault {
+                vector: 0,
+                cr2: None,
+            },
+        ),
+        (
+            &[0x8b, 0x04, 0x25, 0, 0, 0x50, 0, 0x0f, 0x0b],
+            &init,
+            Outcome::Fault {
+                vector: 14,
+                cr2: Some(0x50_0000),
+            },
+        ),
+        (
+            &[0xfa, 0x0f, 0x0b],
+            &init,
+            Outcome::Fault {
+                vector: 13,
+                cr2: None,
+            },
+        ),
+        (
+            &[0x90, 0x0f, 0x0b, 0x90, 0x0f, 0x0b],
+            &init,
+            Outcome::Fault {
+                vector: 6,
+                cr2: None,
+            },
+        ),
     ];
     for (code, st, want) in cases {
         let n = native.run(code, st).unwrap();
         assert_eq!(n.1, want, "native {code:02x?}");
         let i = interp.run(code, st);
-        assert!(compare(&n, &i, COMPARED_FLAGS).is_empty(), "{code:02x?}: {:?}", compare(&n, &i, COMPARED_FLAGS));
-    }
-}
-
-#[test]
-#[ignore]
-fn peek() {
-    let mut g = Generator::new(5);
-    for f in [Family::Arith, Family::Control, Family::Atomic, Family::Data] {
-        for _ in 0..3 {
-            let c = g.case(f);
-            eprintln!("{f:?}\n{}", twinvm_cpu::oracle::disassemble(&c.code));
-        }
+        assert!(
+            compare(&n, &i, COMPARED_FLAGS).is_empty(),
+            "{code:02x?}: {:?}",
+            compare(&n, &i, COMPARED_FLAGS)
+        );
     }
 }

@@ -8,8 +8,8 @@
 //! covered without a hand-written list.
 
 use iced_x86::{
-    Code, Decoder, DecoderOptions, EncodingKind, Encoder, Instruction, MemorySize, Mnemonic, OpCodeOperandKind as K,
-    OpKind, Register, RepPrefixKind,
+    Code, Decoder, DecoderOptions, Encoder, EncodingKind, Instruction, MemorySize, Mnemonic,
+    OpCodeOperandKind as K, OpKind, Register, RepPrefixKind,
 };
 
 use super::{Layout, State, COMPARED_FLAGS};
@@ -20,7 +20,7 @@ use crate::model::CpuModel;
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -31,7 +31,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            self.next() % n
+            self.next_u64() % n
         }
     }
     /// True with probability `num`/`den`.
@@ -70,12 +70,12 @@ impl Rng {
             0..=2 => self.pick(&EDGES),
             3 => self.below(70),
             4 => (self.below(64) as i64 - 32) as u64,
-            5 => self.next() & 0xff,
-            6 => self.next() & 0xffff,
-            7 => self.next() & 0xffff_ffff,
+            5 => self.next_u64() & 0xff,
+            6 => self.next_u64() & 0xffff,
+            7 => self.next_u64() & 0xffff_ffff,
             // An edge with a few random low/high bits flipped.
             8 => self.pick(&EDGES) ^ (1 << self.below(64)),
-            _ => self.next(),
+            _ => self.next_u64(),
         }
     }
 }
@@ -113,8 +113,15 @@ impl Family {
         Family::System,
     ];
     /// Families whose instructions mix into other families' cases.
-    const MIXABLE: [Family; 7] =
-        [Family::Data, Family::Arith, Family::Logic, Family::Shift, Family::Bits, Family::FlagCtl, Family::Atomic];
+    const MIXABLE: [Family; 7] = [
+        Family::Data,
+        Family::Arith,
+        Family::Logic,
+        Family::Shift,
+        Family::Bits,
+        Family::FlagCtl,
+        Family::Atomic,
+    ];
 }
 
 /// The family a mnemonic's table-driven forms belong to (None: not generated from the
@@ -122,10 +129,11 @@ impl Family {
 fn family_of(m: Mnemonic) -> Option<Family> {
     use Mnemonic::*;
     Some(match m {
-        Mov | Movzx | Movsx | Movsxd | Lea | Xchg | Bswap | Movbe | Push | Pop | Cbw | Cwde | Cdqe | Cwd | Cdq | Cqo
-        | Lahf | Sahf | Pushf | Pushfq | Nop | Cmova | Cmovae | Cmovb | Cmovbe | Cmove | Cmovne | Cmovg | Cmovge
-        | Cmovl | Cmovle | Cmovo | Cmovno | Cmovp | Cmovnp | Cmovs | Cmovns | Seta | Setae | Setb | Setbe | Sete
-        | Setne | Setg | Setge | Setl | Setle | Seto | Setno | Setp | Setnp | Sets | Setns => Family::Data,
+        Mov | Movzx | Movsx | Movsxd | Lea | Xchg | Bswap | Movbe | Push | Pop | Cbw | Cwde
+        | Cdqe | Cwd | Cdq | Cqo | Lahf | Sahf | Pushf | Pushfq | Nop | Cmova | Cmovae | Cmovb
+        | Cmovbe | Cmove | Cmovne | Cmovg | Cmovge | Cmovl | Cmovle | Cmovo | Cmovno | Cmovp
+        | Cmovnp | Cmovs | Cmovns | Seta | Setae | Setb | Setbe | Sete | Setne | Setg | Setge
+        | Setl | Setle | Seto | Setno | Setp | Setnp | Sets | Setns => Family::Data,
         Add | Adc | Sub | Sbb | Cmp | Inc | Dec | Neg | Mul | Imul | Div | Idiv => Family::Arith,
         And | Or | Xor | Not | Test => Family::Logic,
         Shl | Sal | Shr | Sar | Rol | Ror | Rcl | Rcr | Shld | Shrd => Family::Shift,
@@ -185,13 +193,16 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(seed: u64) -> Self {
-        let mut forms: Vec<(Family, Vec<Code>)> = Family::ALL.iter().map(|f| (*f, Vec::new())).collect();
+        let mut forms: Vec<(Family, Vec<Code>)> =
+            Family::ALL.iter().map(|f| (*f, Vec::new())).collect();
         for code in Code::values() {
             let op = code.op_code();
             if op.encoding() != EncodingKind::Legacy || !op.mode64() || !op.is_instruction() {
                 continue;
             }
-            let Some(fam) = family_of(op.mnemonic()) else { continue };
+            let Some(fam) = family_of(op.mnemonic()) else {
+                continue;
+            };
             if !op.op_kinds().iter().all(|k| supported_kind(*k)) || excluded(code) {
                 continue;
             }
@@ -199,12 +210,21 @@ impl Generator {
                 f.1.push(code);
             }
         }
-        Generator { rng: Rng(seed), forms, model: CpuModel::max(), unimplemented: Default::default() }
+        Generator {
+            rng: Rng(seed),
+            forms,
+            model: CpuModel::max(),
+            unimplemented: Default::default(),
+        }
     }
 
     /// The table-driven forms per family (for reporting coverage).
     pub fn forms(&self, f: Family) -> &[Code] {
-        self.forms.iter().find(|(g, _)| *g == f).map(|(_, v)| &v[..]).unwrap_or(&[])
+        self.forms
+            .iter()
+            .find(|(g, _)| *g == f)
+            .map(|(_, v)| &v[..])
+            .unwrap_or(&[])
     }
 
     /// A random case whose units come mostly from `family`.
@@ -229,7 +249,11 @@ impl Generator {
         let n = 1 + self.rng.below(8) as usize;
         let mut units = Vec::with_capacity(n);
         for u in 0..n {
-            let f = if self.rng.chance(3, 4) { family } else { self.rng.pick(&Family::MIXABLE) };
+            let f = if self.rng.chance(3, 4) {
+                family
+            } else {
+                self.rng.pick(&Family::MIXABLE)
+            };
             units.push(self.unit(f, ctx, u, n)?);
         }
         let code = assemble(&units)?;
@@ -248,19 +272,37 @@ impl Generator {
         if self.rng.chance(1, 20) {
             gpr[RSP] -= self.rng.below(8);
         }
-        let rflags = self.rng.next() & COMPARED_FLAGS;
+        let rflags = self.rng.next_u64() & COMPARED_FLAGS;
         let mut data = vec![0u8; l.data_len];
         let mut stack = vec![0u8; l.stack_len];
         self.fill(&mut data);
         self.fill(&mut stack);
-        let init = State { gpr, rflags, rip: l.code, data, stack };
-        let mnemonics = Decoder::with_ip(64, &code, l.code, DecoderOptions::NONE).into_iter().map(|i| i.mnemonic()).collect();
-        Some(Case { family, code, init, mnemonics })
+        let init = State {
+            gpr,
+            rflags,
+            rip: l.code,
+            data,
+            stack,
+        };
+        let mnemonics = Decoder::with_ip(64, &code, l.code, DecoderOptions::NONE)
+            .into_iter()
+            .map(|i| i.mnemonic())
+            .collect();
+        Some(Case {
+            family,
+            code,
+            init,
+            mnemonics,
+        })
     }
 
     fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
-            let v = if self.rng.chance(1, 4) { self.rng.edge() } else { self.rng.next() };
+            let v = if self.rng.chance(1, 4) {
+                self.rng.edge()
+            } else {
+                self.rng.next_u64()
+            };
             let b = v.to_le_bytes();
             chunk.copy_from_slice(&b[..chunk.len()]);
         }
@@ -302,7 +344,7 @@ impl Generator {
         }
         // LOCK: mostly on memory destinations; now and then on a register one (#UD).
         let mem_dst = ins.op_count() > 0 && ins.op_kind(0) == OpKind::Memory;
-        if op.can_use_lock_prefix() && self.rng.chance(if mem_dst { 1 } else { 1 }, if mem_dst { 3 } else { 40 }) {
+        if op.can_use_lock_prefix() && self.rng.chance(1, if mem_dst { 3 } else { 40 }) {
             ins.set_has_lock_prefix(true);
         }
         // The interpreter must have a handler, or the case would only test #UD. Forms
@@ -319,7 +361,15 @@ impl Generator {
         Some(ins)
     }
 
-    fn operand(&mut self, ins: &mut Instruction, k: u32, kind: K, code: Code, mem_size: usize, ctx: Ctx) -> Option<()> {
+    fn operand(
+        &mut self,
+        ins: &mut Instruction,
+        k: u32,
+        kind: K,
+        code: Code,
+        mem_size: usize,
+        ctx: Ctx,
+    ) -> Option<()> {
         let r = |ins: &mut Instruction, reg: Register| {
             ins.set_op_kind(k, OpKind::Register);
             ins.set_op_register(k, reg);
@@ -338,8 +388,17 @@ impl Generator {
                 ins.set_memory_displacement64(self.data_addr(mem_size));
                 ins.set_memory_displ_size(8);
             }
-            K::r8_reg | K::r8_opcode | K::r16_reg | K::r16_rm | K::r16_opcode | K::r32_reg | K::r32_rm
-            | K::r32_opcode | K::r64_reg | K::r64_rm | K::r64_opcode => r(ins, self.gpr(kind, ctx)),
+            K::r8_reg
+            | K::r8_opcode
+            | K::r16_reg
+            | K::r16_rm
+            | K::r16_opcode
+            | K::r32_reg
+            | K::r32_rm
+            | K::r32_opcode
+            | K::r64_reg
+            | K::r64_rm
+            | K::r64_opcode => r(ins, self.gpr(kind, ctx)),
             K::al => r(ins, Register::AL),
             K::cl => r(ins, Register::CL),
             K::ax => r(ins, Register::AX),
@@ -347,11 +406,28 @@ impl Generator {
             K::rax => r(ins, Register::RAX),
             // Only segment-register reads are generated (MOV r/m, Sreg; PUSH FS/GS): both
             // sides run with Linux's user selectors.
-            K::seg_reg => r(ins, self.rng.pick(&[Register::ES, Register::CS, Register::SS, Register::DS, Register::FS, Register::GS])),
+            K::seg_reg => r(
+                ins,
+                self.rng.pick(&[
+                    Register::ES,
+                    Register::CS,
+                    Register::SS,
+                    Register::DS,
+                    Register::FS,
+                    Register::GS,
+                ]),
+            ),
             K::fs => r(ins, Register::FS),
             K::gs => r(ins, Register::GS),
             K::imm8 => {
-                ins.set_op_kind(k, if k >= 2 && kinds_has_two_imm(code) { OpKind::Immediate8_2nd } else { OpKind::Immediate8 });
+                ins.set_op_kind(
+                    k,
+                    if k >= 2 && kinds_has_two_imm(code) {
+                        OpKind::Immediate8_2nd
+                    } else {
+                        OpKind::Immediate8
+                    },
+                );
                 let v = self.imm8(code);
                 if ins.op_kind(k) == OpKind::Immediate8_2nd {
                     ins.set_immediate8_2nd(v);
@@ -399,12 +475,21 @@ impl Generator {
     /// Shift/rotate counts: mostly around the operand widths.
     fn imm8(&mut self, code: Code) -> u8 {
         let m = code.mnemonic();
-        if matches!(m, Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror)
-            || matches!(m, Mnemonic::Rcl | Mnemonic::Rcr | Mnemonic::Shld | Mnemonic::Shrd)
-        {
-            if self.rng.chance(3, 4) {
-                return self.rng.below(70) as u8;
-            }
+        let shift = matches!(
+            m,
+            Mnemonic::Shl
+                | Mnemonic::Sal
+                | Mnemonic::Shr
+                | Mnemonic::Sar
+                | Mnemonic::Rol
+                | Mnemonic::Ror
+                | Mnemonic::Rcl
+                | Mnemonic::Rcr
+                | Mnemonic::Shld
+                | Mnemonic::Shrd
+        );
+        if shift && self.rng.chance(3, 4) {
+            return self.rng.below(70) as u8;
         }
         self.rng.edge() as u8
     }
@@ -459,18 +544,21 @@ impl Generator {
             }
             8..=10 => {
                 ins.set_memory_base(gpr_reg(ctx.base, 8));
-                let d = if align16 { disp8(self) * 8 } else { self.rng.below(0xe00) as i64 - 0x700 };
+                let d = if align16 {
+                    disp8(self) * 8
+                } else {
+                    self.rng.below(0xe00) as i64 - 0x700
+                };
                 ins.set_memory_displacement64(d as u64);
                 ins.set_memory_displ_size(4);
             }
             11..=13 => {
                 ins.set_memory_base(gpr_reg(ctx.base, 8));
                 ins.set_memory_index(gpr_reg(ctx.index, 8));
-                ins.set_memory_index_scale(if align16 { 16u32.min(8) } else { 1 << self.rng.below(4) });
-                if align16 {
-                    // index × 8 is only 16-aligned for even indexes; let it fault sometimes.
-                    ins.set_memory_index_scale(8);
-                }
+                // CMPXCHG16B: index × 8 is 16-aligned only for even indexes; the odd ones
+                // check the #GP.
+                let scale = if align16 { 8 } else { 1 << self.rng.below(4) };
+                ins.set_memory_index_scale(scale);
                 let d = disp8(self);
                 ins.set_memory_displacement64(d as u64);
                 ins.set_memory_displ_size(1);
@@ -514,7 +602,7 @@ impl Generator {
     /// `push imm; popf`: only the arithmetic flags, DF and the flags POPF must ignore at
     /// CPL 3 (IF, IOPL) vary — TF would trap and AC would turn on alignment checks.
     fn popf_unit(&mut self) -> Vec<Item> {
-        let v = (self.rng.next() & (COMPARED_FLAGS | 0x200 | 0x3000 | 0x4000)) | 2;
+        let v = (self.rng.next_u64() & (COMPARED_FLAGS | 0x200 | 0x3000 | 0x4000)) | 2;
         if self.rng.chance(1, 4) {
             let push = Instruction::with1(Code::Push_imm16, v as u32).ok();
             let popf = Instruction::with(Code::Popfw);
@@ -533,8 +621,12 @@ impl Generator {
     /// DIV/IDIV, usually after setting up the dividend's high half so that the quotient
     /// fits (divide-by-zero and overflow #DE still happen, through edge divisors).
     fn divide_unit(&mut self, ctx: Ctx) -> Option<Vec<Item>> {
-        let forms: Vec<Code> =
-            self.forms(Family::Arith).iter().copied().filter(|c| matches!(c.mnemonic(), Mnemonic::Div | Mnemonic::Idiv)).collect();
+        let forms: Vec<Code> = self
+            .forms(Family::Arith)
+            .iter()
+            .copied()
+            .filter(|c| matches!(c.mnemonic(), Mnemonic::Div | Mnemonic::Idiv))
+            .collect();
         if forms.is_empty() {
             return None;
         }
@@ -544,7 +636,9 @@ impl Generator {
         if self.rng.chance(4, 5) {
             let signed = code.mnemonic() == Mnemonic::Idiv;
             let prep = match (code.op_code().memory_size(), signed) {
-                (MemorySize::UInt8 | MemorySize::Int8, false) => Instruction::with2(Code::Movzx_r32_rm8, Register::EAX, Register::AL),
+                (MemorySize::UInt8 | MemorySize::Int8, false) => {
+                    Instruction::with2(Code::Movzx_r32_rm8, Register::EAX, Register::AL)
+                }
                 (MemorySize::UInt8 | MemorySize::Int8, true) => Ok(Instruction::with(Code::Cbw)),
                 (MemorySize::UInt16 | MemorySize::Int16, true) => Ok(Instruction::with(Code::Cwd)),
                 (MemorySize::UInt32 | MemorySize::Int32, true) => Ok(Instruction::with(Code::Cdq)),
@@ -562,7 +656,11 @@ impl Generator {
     fn string_unit(&mut self) -> Option<Vec<Item>> {
         let l = Layout::get();
         let mut items = Vec::new();
-        let mov = |r: Register, v: u64| Instruction::with2(Code::Mov_r64_imm64, r, v).ok().map(|i| Item::Ins(i, Target::None));
+        let mov = |r: Register, v: u64| {
+            Instruction::with2(Code::Mov_r64_imm64, r, v)
+                .ok()
+                .map(|i| Item::Ins(i, Target::None))
+        };
         items.push(mov(Register::RSI, l.data + 0x400 + self.rng.below(0x1000))?);
         items.push(mov(Register::RDI, l.data + 0x400 + self.rng.below(0x1000))?);
         if self.rng.chance(1, 2) {
@@ -580,20 +678,48 @@ impl Generator {
         let seg = Register::None;
         let width = self.rng.below(4);
         let (rep, repcc) = (
-            if self.rng.chance(2, 3) { RepPrefixKind::Repe } else { RepPrefixKind::None },
-            self.rng.pick(&[RepPrefixKind::None, RepPrefixKind::Repe, RepPrefixKind::Repne]),
+            if self.rng.chance(2, 3) {
+                RepPrefixKind::Repe
+            } else {
+                RepPrefixKind::None
+            },
+            self.rng.pick(&[
+                RepPrefixKind::None,
+                RepPrefixKind::Repe,
+                RepPrefixKind::Repne,
+            ]),
         );
         let ins = match self.rng.below(5) {
-            0 => [Instruction::with_movsb, Instruction::with_movsw, Instruction::with_movsd, Instruction::with_movsq]
-                [width as usize](asz, seg, rep),
-            1 => [Instruction::with_cmpsb, Instruction::with_cmpsw, Instruction::with_cmpsd, Instruction::with_cmpsq]
-                [width as usize](asz, seg, repcc),
-            2 => [Instruction::with_scasb, Instruction::with_scasw, Instruction::with_scasd, Instruction::with_scasq]
-                [width as usize](asz, repcc),
-            3 => [Instruction::with_lodsb, Instruction::with_lodsw, Instruction::with_lodsd, Instruction::with_lodsq]
-                [width as usize](asz, seg, rep),
-            _ => [Instruction::with_stosb, Instruction::with_stosw, Instruction::with_stosd, Instruction::with_stosq]
-                [width as usize](asz, rep),
+            0 => [
+                Instruction::with_movsb,
+                Instruction::with_movsw,
+                Instruction::with_movsd,
+                Instruction::with_movsq,
+            ][width as usize](asz, seg, rep),
+            1 => [
+                Instruction::with_cmpsb,
+                Instruction::with_cmpsw,
+                Instruction::with_cmpsd,
+                Instruction::with_cmpsq,
+            ][width as usize](asz, seg, repcc),
+            2 => [
+                Instruction::with_scasb,
+                Instruction::with_scasw,
+                Instruction::with_scasd,
+                Instruction::with_scasq,
+            ][width as usize](asz, repcc),
+            3 => [
+                Instruction::with_lodsb,
+                Instruction::with_lodsw,
+                Instruction::with_lodsd,
+                Instruction::with_lodsq,
+            ][width as usize](asz, seg, rep),
+            _ => [
+                Instruction::with_stosb,
+                Instruction::with_stosw,
+                Instruction::with_stosd,
+                Instruction::with_stosq,
+            ][width as usize](asz, rep),
         }
         .ok()?;
         if crate::interp::lookup(&ins, &self.model).is_none() {
@@ -609,7 +735,11 @@ impl Generator {
     fn control_unit(&mut self, ctx: Ctx, u: usize, n: usize) -> Option<Vec<Item>> {
         // Skip at least one unit when there is one: a branch to the next unit looks the
         // same taken or not.
-        let skip = if n - u > 1 { 1 + self.rng.below((n - u - 1) as u64) } else { 0 };
+        let skip = if n - u > 1 {
+            1 + self.rng.below((n - u - 1) as u64)
+        } else {
+            0
+        };
         let target = Target::Unit(u + 1 + skip as usize);
         let l = Layout::get();
         let code = match self.rng.below(8) {
@@ -643,15 +773,35 @@ impl Generator {
 
     /// `lea r, [rip+target]; jmp r` or through a stack slot.
     fn indirect_jump_unit(&mut self, _ctx: Ctx, target: Target) -> Option<Vec<Item>> {
-        let r = self.rng.pick(&[Register::RAX, Register::RCX, Register::RDX, Register::RSI, Register::RDI]);
-        let lea = Instruction::with2(Code::Lea_r64_m, r, iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0)).ok()?;
+        let r = self.rng.pick(&[
+            Register::RAX,
+            Register::RCX,
+            Register::RDX,
+            Register::RSI,
+            Register::RDI,
+        ]);
+        let lea = Instruction::with2(
+            Code::Lea_r64_m,
+            r,
+            iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0),
+        )
+        .ok()?;
         let mut items = vec![Item::Ins(lea, target)];
         if self.rng.chance(1, 2) {
-            items.push(Item::Ins(Instruction::with1(Code::Jmp_rm64, r).ok()?, Target::None));
+            items.push(Item::Ins(
+                Instruction::with1(Code::Jmp_rm64, r).ok()?,
+                Target::None,
+            ));
         } else {
             let slot = iced_x86::MemoryOperand::with_base_displ(Register::RSP, -16);
-            items.push(Item::Ins(Instruction::with2(Code::Mov_rm64_r64, slot, r).ok()?, Target::None));
-            items.push(Item::Ins(Instruction::with1(Code::Jmp_rm64, slot).ok()?, Target::None));
+            items.push(Item::Ins(
+                Instruction::with2(Code::Mov_rm64_r64, slot, r).ok()?,
+                Target::None,
+            ));
+            items.push(Item::Ins(
+                Instruction::with1(Code::Jmp_rm64, slot).ok()?,
+                Target::None,
+            ));
         }
         Some(items)
     }
@@ -661,15 +811,36 @@ impl Generator {
         if ctx.base == 5 || ctx.index == 5 {
             return None;
         }
-        let rbp = iced_x86::MemoryOperand::with_base_displ(Register::RSP, -(self.rng.below(8) as i64 * 8));
-        let mut items = vec![Item::Ins(Instruction::with2(Code::Lea_r64_m, Register::RBP, rbp).ok()?, Target::None)];
+        let rbp = iced_x86::MemoryOperand::with_base_displ(
+            Register::RSP,
+            -(self.rng.below(8) as i64 * 8),
+        );
+        let mut items = vec![Item::Ins(
+            Instruction::with2(Code::Lea_r64_m, Register::RBP, rbp).ok()?,
+            Target::None,
+        )];
         let word = self.rng.chance(1, 4);
-        let level = if self.rng.chance(3, 4) { self.rng.below(4) } else { self.rng.below(40) } as u32;
+        let level = if self.rng.chance(3, 4) {
+            self.rng.below(4)
+        } else {
+            self.rng.below(40)
+        } as u32;
         let size = self.rng.pick(&[0u32, 8, 0x18, 0x40, 0x101]);
-        let enter = if word { Code::Enterw_imm16_imm8 } else { Code::Enterq_imm16_imm8 };
-        items.push(Item::Ins(Instruction::with2(enter, size, level).ok()?, Target::None));
+        let enter = if word {
+            Code::Enterw_imm16_imm8
+        } else {
+            Code::Enterq_imm16_imm8
+        };
+        items.push(Item::Ins(
+            Instruction::with2(enter, size, level).ok()?,
+            Target::None,
+        ));
         if self.rng.chance(1, 2) {
-            let leave = if self.rng.chance(1, 4) { Code::Leavew } else { Code::Leaveq };
+            let leave = if self.rng.chance(1, 4) {
+                Code::Leavew
+            } else {
+                Code::Leaveq
+            };
             items.push(Item::Ins(Instruction::with(leave), Target::None));
         }
         for it in &items {
@@ -691,7 +862,13 @@ impl Generator {
         let body_len = self.rng.below(4) as usize;
         let mut body = Vec::new();
         for _ in 0..body_len {
-            let f = self.rng.pick(&[Family::Arith, Family::Logic, Family::Shift, Family::FlagCtl, Family::Bits]);
+            let f = self.rng.pick(&[
+                Family::Arith,
+                Family::Logic,
+                Family::Shift,
+                Family::FlagCtl,
+                Family::Bits,
+            ]);
             body.push(Item::Ins(self.table_insn(f, ctx)?, Target::None));
         }
         let ret = if self.rng.chance(1, 4) {
@@ -701,9 +878,16 @@ impl Generator {
         };
         let end = 2 + body.len() + 1;
         let mut items = vec![
-            Item::Ins(Instruction::with_branch(Code::Call_rel32_64, l.code).ok()?, Target::Local(2)),
             Item::Ins(
-                Instruction::with_branch(self.rng.pick(&[Code::Jmp_rel8_64, Code::Jmp_rel32_64]), l.code).ok()?,
+                Instruction::with_branch(Code::Call_rel32_64, l.code).ok()?,
+                Target::Local(2),
+            ),
+            Item::Ins(
+                Instruction::with_branch(
+                    self.rng.pick(&[Code::Jmp_rel8_64, Code::Jmp_rel32_64]),
+                    l.code,
+                )
+                .ok()?,
                 Target::Local(end),
             ),
         ];
@@ -743,20 +927,30 @@ impl Generator {
     pub fn edge_cases(&mut self, code: Code) -> Vec<Case> {
         let l = Layout::get();
         let ctx = Ctx { base: 3, index: 5 };
-        let Some(ins) = (0..20).find_map(|_| self.build(code, ctx)) else { return Vec::new() };
-        let Some(bytes) = assemble(&[vec![Item::Ins(ins, Target::None)]]) else { return Vec::new() };
+        let Some(ins) = (0..20).find_map(|_| self.build(code, ctx)) else {
+            return Vec::new();
+        };
+        let Some(bytes) = assemble(&[vec![Item::Ins(ins, Target::None)]]) else {
+            return Vec::new();
+        };
         let mnemonics = vec![code.mnemonic()];
         let reg_of = |k: u32| -> Option<usize> {
-            (ins.op_kind(k) == OpKind::Register).then(|| ins.op_register(k)).and_then(|r| {
-                let full = r.full_register();
-                (full.is_gpr64()).then(|| full as usize - Register::RAX as usize)
-            })
+            (ins.op_kind(k) == OpKind::Register)
+                .then(|| ins.op_register(k))
+                .and_then(|r| {
+                    let full = r.full_register();
+                    (full.is_gpr64()).then(|| full as usize - Register::RAX as usize)
+                })
         };
         let (dst, src) = (reg_of(0), if ins.op_count() > 1 { reg_of(1) } else { None });
-        let uses_cl = (0..ins.op_count()).any(|k| ins.op_kind(k) == OpKind::Register && ins.op_register(k) == Register::CL);
+        let uses_cl = (0..ins.op_count())
+            .any(|k| ins.op_kind(k) == OpKind::Register && ins.op_register(k) == Register::CL);
         // CL forms: destination × count × two sources; others: destination × source.
-        let (bs, counts): (&[u64], &[u64]) =
-            if uses_cl { (&[u64::MAX, 0x0123_4567_89ab_cdef], &EDGE_COUNTS) } else { (&EDGE_VALUES, &[0]) };
+        let (bs, counts): (&[u64], &[u64]) = if uses_cl {
+            (&[u64::MAX, 0x0123_4567_89ab_cdef], &EDGE_COUNTS)
+        } else {
+            (&EDGE_VALUES, &[0])
+        };
         let family = family_of(code.mnemonic()).unwrap_or(Family::Data);
         let mut out = Vec::new();
         for &a in EDGE_VALUES.iter() {
@@ -772,7 +966,11 @@ impl Generator {
                     if let Some(s) = src {
                         gpr[s] = b;
                     }
-                    gpr[2] = if code.mnemonic() == Mnemonic::Div { 0 } else { gpr[2] };
+                    gpr[2] = if code.mnemonic() == Mnemonic::Div {
+                        0
+                    } else {
+                        gpr[2]
+                    };
                     if uses_cl {
                         gpr[1] = c;
                     }
@@ -787,9 +985,20 @@ impl Generator {
                     }
                     // CF in (ADC/SBB/RCL/RCR) alternates with the values.
                     let cf = (a ^ b ^ c ^ (a >> 7)) & 1;
-                    let rflags = (self.rng.next() & COMPARED_FLAGS & !1) | cf;
-                    let init = State { gpr, rflags, rip: l.code, data, stack };
-                    out.push(Case { family, code: bytes.clone(), init, mnemonics: mnemonics.clone() });
+                    let rflags = (self.rng.next_u64() & COMPARED_FLAGS & !1) | cf;
+                    let init = State {
+                        gpr,
+                        rflags,
+                        rip: l.code,
+                        data,
+                        stack,
+                    };
+                    out.push(Case {
+                        family,
+                        code: bytes.clone(),
+                        init,
+                        mnemonics: mnemonics.clone(),
+                    });
                 }
             }
         }
@@ -801,14 +1010,30 @@ impl Generator {
     /// `lea r, [rip+A]; call r; jmp B; A: body; ret; B:`.
     fn indirect_subroutine_unit(&mut self, ctx: Ctx) -> Option<Vec<Item>> {
         let l = Layout::get();
-        let r = self.rng.pick(&[Register::RAX, Register::RCX, Register::RDX, Register::RSI, Register::RDI]);
-        let lea = Instruction::with2(Code::Lea_r64_m, r, iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0)).ok()?;
-        let f = self.rng.pick(&[Family::Logic, Family::FlagCtl, Family::Bits]);
+        let r = self.rng.pick(&[
+            Register::RAX,
+            Register::RCX,
+            Register::RDX,
+            Register::RSI,
+            Register::RDI,
+        ]);
+        let lea = Instruction::with2(
+            Code::Lea_r64_m,
+            r,
+            iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0),
+        )
+        .ok()?;
+        let f = self
+            .rng
+            .pick(&[Family::Logic, Family::FlagCtl, Family::Bits]);
         let body = self.table_insn(f, ctx)?;
         Some(vec![
             Item::Ins(lea, Target::Local(3)),
             Item::Ins(Instruction::with1(Code::Call_rm64, r).ok()?, Target::None),
-            Item::Ins(Instruction::with_branch(Code::Jmp_rel32_64, l.code).ok()?, Target::Local(5)),
+            Item::Ins(
+                Instruction::with_branch(Code::Jmp_rel32_64, l.code).ok()?,
+                Target::Local(5),
+            ),
             Item::Ins(body, Target::None),
             Item::Ins(Instruction::with(Code::Retnq), Target::None),
         ])
@@ -825,7 +1050,12 @@ fn set_target(ins: &mut Instruction, addr: u64) {
 }
 
 fn kinds_has_two_imm(code: Code) -> bool {
-    code.op_code().op_kinds().iter().filter(|k| matches!(k, K::imm8 | K::imm16)).count() > 1
+    code.op_code()
+        .op_kinds()
+        .iter()
+        .filter(|k| matches!(k, K::imm8 | K::imm16))
+        .count()
+        > 1
 }
 
 fn supported_kind(k: K) -> bool {
@@ -925,28 +1155,28 @@ const JCC_REL32: &[Code] = &[
 
 /// One-byte opcodes (BCD and others) that are invalid in 64-bit mode: #UD.
 const INVALID_IN_64: &[&[u8]] = &[
-    &[0x27],       // DAA
-    &[0x2f],       // DAS
-    &[0x37],       // AAA
-    &[0x3f],       // AAS
-    &[0xd4, 0x0a], // AAM
-    &[0xd4, 0x07], // AAM imm8
-    &[0xd5, 0x0a], // AAD
-    &[0xd5, 0x03], // AAD imm8
-    &[0x06],       // PUSH ES
-    &[0x07],       // POP ES
-    &[0x0e],       // PUSH CS
-    &[0x16],       // PUSH SS
-    &[0x17],       // POP SS
-    &[0x1e],       // PUSH DS
-    &[0x1f],       // POP DS
-    &[0x60],       // PUSHA
-    &[0x61],       // POPA
-    &[0xce],       // INTO
-    &[0xd6],       // SALC
+    &[0x27],                   // DAA
+    &[0x2f],                   // DAS
+    &[0x37],                   // AAA
+    &[0x3f],                   // AAS
+    &[0xd4, 0x0a],             // AAM
+    &[0xd4, 0x07],             // AAM imm8
+    &[0xd5, 0x0a],             // AAD
+    &[0xd5, 0x03],             // AAD imm8
+    &[0x06],                   // PUSH ES
+    &[0x07],                   // POP ES
+    &[0x0e],                   // PUSH CS
+    &[0x16],                   // PUSH SS
+    &[0x17],                   // POP SS
+    &[0x1e],                   // PUSH DS
+    &[0x1f],                   // POP DS
+    &[0x60],                   // PUSHA
+    &[0x61],                   // POPA
+    &[0xce],                   // INTO
+    &[0xd6],                   // SALC
     &[0x9a, 0, 0, 0, 0, 0, 0], // CALLF ptr16:32
     &[0xea, 0, 0, 0, 0, 0, 0], // JMPF ptr16:32
-    &[0x82, 0xc0, 0x01], // 82 /0 (ADD r/m8, imm8 alias)
+    &[0x82, 0xc0, 0x01],       // 82 /0 (ADD r/m8, imm8 alias)
 ];
 
 /// Privileged (at CPL 3, IOPL 0: #GP) and undefined (#UD) instructions.

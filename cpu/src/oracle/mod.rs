@@ -109,7 +109,11 @@ impl InterpRunner {
         // PML4 → PDPT → PD → one page table per 2 MiB; user + writable everywhere.
         w(PML4, 0x2000 | 7);
         w(0x2000, 0x3000 | 7);
-        for (addr, len) in [(l.code, l.code_len), (l.data, l.data_len), (l.stack, l.stack_len)] {
+        for (addr, len) in [
+            (l.code, l.code_len),
+            (l.data, l.data_len),
+            (l.stack, l.stack_len),
+        ] {
             let mut a = addr;
             while a < addr + len as u64 {
                 let pd = a >> 21;
@@ -143,7 +147,10 @@ impl InterpRunner {
     pub fn run(&mut self, code: &[u8], init: &State) -> (State, Outcome) {
         let l = Layout::get();
         let mem = self.it.cpu.env.mem.clone();
-        let ok = mem.write(l.code, code).and(mem.write(l.data, &init.data)).and(mem.write(l.stack, &init.stack));
+        let ok = mem
+            .write(l.code, code)
+            .and(mem.write(l.data, &init.data))
+            .and(mem.write(l.stack, &init.stack));
         if let Err(e) = ok {
             return (init.clone(), Outcome::Other(format!("memory: {e:?}")));
         }
@@ -157,13 +164,24 @@ impl InterpRunner {
         c.s.events.interrupt_shadow = false;
         let exit = self.it.run(10_000);
         let c = &self.it.cpu;
-        let mut out = State { gpr: c.s.gpr, rflags: c.rflags(), rip: c.s.rip, data: init.data.clone(), stack: init.stack.clone() };
-        let rd = mem.read(l.data, &mut out.data).and(mem.read(l.stack, &mut out.stack));
+        let mut out = State {
+            gpr: c.s.gpr,
+            rflags: c.rflags(),
+            rip: c.s.rip,
+            data: init.data.clone(),
+            stack: init.stack.clone(),
+        };
+        let rd = mem
+            .read(l.data, &mut out.data)
+            .and(mem.read(l.stack, &mut out.stack));
         if let Err(e) = rd {
             return (out, Outcome::Other(format!("memory: {e:?}")));
         }
         let outcome = match exit {
-            RunExit::Exception(e) if e.vector == crate::exception::UD && c.s.rip == l.code + code.len() as u64 - 2 => {
+            RunExit::Exception(e)
+                if e.vector == crate::exception::UD
+                    && c.s.rip == l.code + code.len() as u64 - 2 =>
+            {
                 Outcome::Completed
             }
             RunExit::Exception(e) => Outcome::Fault {
@@ -191,16 +209,27 @@ pub fn compare(native: &(State, Outcome), interp: &(State, Outcome), fmask: u64)
         d.push(format!("outcome: native {no:?}, interpreter {io:?}"));
     }
     if ns.rip != is.rip {
-        d.push(format!("rip: native {:#x}, interpreter {:#x}", ns.rip, is.rip));
+        d.push(format!(
+            "rip: native {:#x}, interpreter {:#x}",
+            ns.rip, is.rip
+        ));
     }
-    for r in 0..16 {
+    for (r, name) in REG_NAMES.iter().enumerate() {
         if ns.gpr[r] != is.gpr[r] {
-            d.push(format!("{}: native {:#018x}, interpreter {:#018x}", REG_NAMES[r], ns.gpr[r], is.gpr[r]));
+            d.push(format!(
+                "{name}: native {:#018x}, interpreter {:#018x}",
+                ns.gpr[r], is.gpr[r]
+            ));
         }
     }
     let (nf, iff) = (ns.rflags & fmask, is.rflags & fmask);
     if nf != iff {
-        d.push(format!("rflags: native {}, interpreter {} (differ: {})", flags_str(nf), flags_str(iff), flags_str(nf ^ iff)));
+        d.push(format!(
+            "rflags: native {}, interpreter {} (differ: {})",
+            flags_str(nf),
+            flags_str(iff),
+            flags_str(nf ^ iff)
+        ));
     }
     let l = Layout::get();
     mem_diff(&mut d, "data", l.data, &ns.data, &is.data);
@@ -213,7 +242,10 @@ fn mem_diff(d: &mut Vec<String>, what: &str, base: u64, n: &[u8], i: &[u8]) {
     for (k, (a, b)) in n.iter().zip(i).enumerate() {
         if a != b {
             if shown < 16 {
-                d.push(format!("{what} byte {:#x}: native {a:#04x}, interpreter {b:#04x}", base + k as u64));
+                d.push(format!(
+                    "{what} byte {:#x}: native {a:#04x}, interpreter {b:#04x}",
+                    base + k as u64
+                ));
             }
             shown += 1;
         }
@@ -223,12 +255,22 @@ fn mem_diff(d: &mut Vec<String>, what: &str, base: u64, n: &[u8], i: &[u8]) {
     }
 }
 
-pub const REG_NAMES: [&str; 16] =
-    ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+pub const REG_NAMES: [&str; 16] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
+];
 
 pub fn flags_str(f: u64) -> String {
     let mut s = String::new();
-    for (bit, name) in [(0, "CF"), (2, "PF"), (4, "AF"), (6, "ZF"), (7, "SF"), (10, "DF"), (11, "OF")] {
+    for (bit, name) in [
+        (0, "CF"),
+        (2, "PF"),
+        (4, "AF"),
+        (6, "ZF"),
+        (7, "SF"),
+        (10, "DF"),
+        (11, "OF"),
+    ] {
         if f & (1 << bit) != 0 {
             s.push_str(name);
             s.push(' ');
@@ -251,31 +293,57 @@ pub fn disassemble(code: &[u8]) -> String {
         text.clear();
         f.format(&ins, &mut text);
         let off = (ins.ip() - l.code) as usize;
-        let bytes: String = code[off..off + ins.len()].iter().map(|b| format!("{b:02x}")).collect();
+        let bytes: String = code[off..off + ins.len()]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let _ = writeln!(out, "  {:#x}: {bytes:<30} {text}", ins.ip());
     }
     out
 }
 
 /// A full report of one mismatching case.
-pub fn report(seed: u64, code: &[u8], init: &State, native: &(State, Outcome), interp: &(State, Outcome), diffs: &[String]) -> String {
+pub fn report(
+    seed: u64,
+    code: &[u8],
+    init: &State,
+    native: &(State, Outcome),
+    interp: &(State, Outcome),
+    diffs: &[String],
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "native-oracle mismatch (seed {seed:#x})");
     let _ = writeln!(s, "code:\n{}", disassemble(code));
     let _ = writeln!(s, "initial: rflags {}", flags_str(init.rflags));
-    for r in 0..16 {
+    for (r, name) in REG_NAMES.iter().enumerate() {
         let _ = writeln!(
             s,
             "  {:>4} init {:#018x}  native {:#018x}  interp {:#018x}{}",
-            REG_NAMES[r],
+            name,
             init.gpr[r],
             native.0.gpr[r],
             interp.0.gpr[r],
-            if native.0.gpr[r] != interp.0.gpr[r] { "   <--" } else { "" }
+            if native.0.gpr[r] != interp.0.gpr[r] {
+                "   <--"
+            } else {
+                ""
+            }
         );
     }
-    let _ = writeln!(s, "  native: {:?} rip {:#x} flags {}", native.1, native.0.rip, flags_str(native.0.rflags & COMPARED_FLAGS));
-    let _ = writeln!(s, "  interp: {:?} rip {:#x} flags {}", interp.1, interp.0.rip, flags_str(interp.0.rflags & COMPARED_FLAGS));
+    let _ = writeln!(
+        s,
+        "  native: {:?} rip {:#x} flags {}",
+        native.1,
+        native.0.rip,
+        flags_str(native.0.rflags & COMPARED_FLAGS)
+    );
+    let _ = writeln!(
+        s,
+        "  interp: {:?} rip {:#x} flags {}",
+        interp.1,
+        interp.0.rip,
+        flags_str(interp.0.rflags & COMPARED_FLAGS)
+    );
     let _ = writeln!(s, "differences:");
     for x in diffs {
         let _ = writeln!(s, "  {x}");

@@ -31,7 +31,9 @@ fn pin_pair(child: libc::pid_t) -> Option<libc::cpu_set_t> {
         let mut one: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu as usize, &mut one);
         let sz = std::mem::size_of::<libc::cpu_set_t>();
-        if libc::sched_setaffinity(0, sz, &one) != 0 || libc::sched_setaffinity(child, sz, &one) != 0 {
+        if libc::sched_setaffinity(0, sz, &one) != 0
+            || libc::sched_setaffinity(child, sz, &one) != 0
+        {
             libc::sched_setaffinity(0, sz, &old);
             return None;
         }
@@ -62,16 +64,21 @@ impl NativeRunner {
         if pid == 0 {
             child_main();
         }
-        let runner = NativeRunner { pid, saved_affinity: pin_pair(pid) };
+        let runner = NativeRunner {
+            pid,
+            saved_affinity: pin_pair(pid),
+        };
         match runner.wait()? {
             Stop::Signal(libc::SIGSTOP) => Ok(runner),
-            Stop::Exited(CHILD_MMAP_FAILED) => {
-                Err(io::Error::other("child could not map the oracle pages at their fixed addresses"))
-            }
-            Stop::Exited(CHILD_TRACEME_FAILED) => {
-                Err(io::Error::other("ptrace(PTRACE_TRACEME) is not permitted (container/seccomp/yama?)"))
-            }
-            other => Err(io::Error::other(format!("oracle child did not stop as expected: {other:?}"))),
+            Stop::Exited(CHILD_MMAP_FAILED) => Err(io::Error::other(
+                "child could not map the oracle pages at their fixed addresses",
+            )),
+            Stop::Exited(CHILD_TRACEME_FAILED) => Err(io::Error::other(
+                "ptrace(PTRACE_TRACEME) is not permitted (container/seccomp/yama?)",
+            )),
+            other => Err(io::Error::other(format!(
+                "oracle child did not stop as expected: {other:?}"
+            ))),
         }
     }
 
@@ -98,34 +105,74 @@ impl NativeRunner {
     }
 
     fn write_mem(&self, parts: &[(u64, &[u8])]) -> io::Result<()> {
-        let local: Vec<libc::iovec> =
-            parts.iter().map(|(_, b)| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }).collect();
-        let remote: Vec<libc::iovec> =
-            parts.iter().map(|(a, b)| libc::iovec { iov_base: *a as usize as *mut _, iov_len: b.len() }).collect();
+        let local: Vec<libc::iovec> = parts
+            .iter()
+            .map(|(_, b)| libc::iovec {
+                iov_base: b.as_ptr() as *mut _,
+                iov_len: b.len(),
+            })
+            .collect();
+        let remote: Vec<libc::iovec> = parts
+            .iter()
+            .map(|(a, b)| libc::iovec {
+                iov_base: *a as usize as *mut _,
+                iov_len: b.len(),
+            })
+            .collect();
         let total: usize = parts.iter().map(|(_, b)| b.len()).sum();
         // SAFETY: the local iovecs point at live slices; the remote ones at the child's
         // mapped pages (the kernel checks them).
         let n = unsafe {
-            libc::process_vm_writev(self.pid, local.as_ptr(), local.len() as _, remote.as_ptr(), remote.len() as _, 0)
+            libc::process_vm_writev(
+                self.pid,
+                local.as_ptr(),
+                local.len() as _,
+                remote.as_ptr(),
+                remote.len() as _,
+                0,
+            )
         };
         if n < 0 || n as usize != total {
-            return Err(io::Error::other(format!("process_vm_writev: {}", io::Error::last_os_error())));
+            return Err(io::Error::other(format!(
+                "process_vm_writev: {}",
+                io::Error::last_os_error()
+            )));
         }
         Ok(())
     }
 
     fn read_mem(&self, parts: &mut [(u64, &mut [u8])]) -> io::Result<()> {
-        let local: Vec<libc::iovec> =
-            parts.iter_mut().map(|(_, b)| libc::iovec { iov_base: b.as_mut_ptr() as *mut _, iov_len: b.len() }).collect();
-        let remote: Vec<libc::iovec> =
-            parts.iter().map(|(a, b)| libc::iovec { iov_base: *a as usize as *mut _, iov_len: b.len() }).collect();
+        let local: Vec<libc::iovec> = parts
+            .iter_mut()
+            .map(|(_, b)| libc::iovec {
+                iov_base: b.as_mut_ptr() as *mut _,
+                iov_len: b.len(),
+            })
+            .collect();
+        let remote: Vec<libc::iovec> = parts
+            .iter()
+            .map(|(a, b)| libc::iovec {
+                iov_base: *a as usize as *mut _,
+                iov_len: b.len(),
+            })
+            .collect();
         let total: usize = parts.iter().map(|(_, b)| b.len()).sum();
         // SAFETY: as in write_mem; the local buffers are exclusively borrowed.
         let n = unsafe {
-            libc::process_vm_readv(self.pid, local.as_ptr(), local.len() as _, remote.as_ptr(), remote.len() as _, 0)
+            libc::process_vm_readv(
+                self.pid,
+                local.as_ptr(),
+                local.len() as _,
+                remote.as_ptr(),
+                remote.len() as _,
+                0,
+            )
         };
         if n < 0 || n as usize != total {
-            return Err(io::Error::other(format!("process_vm_readv: {}", io::Error::last_os_error())));
+            return Err(io::Error::other(format!(
+                "process_vm_readv: {}",
+                io::Error::last_os_error()
+            )));
         }
         Ok(())
     }
@@ -135,7 +182,10 @@ impl NativeRunner {
         // struct for the request (or is null/a signal number).
         let r = unsafe { libc::ptrace(req, self.pid, std::ptr::null_mut::<libc::c_void>(), data) };
         if r < 0 {
-            return Err(io::Error::other(format!("ptrace({req}): {}", io::Error::last_os_error())));
+            return Err(io::Error::other(format!(
+                "ptrace({req}): {}",
+                io::Error::last_os_error()
+            )));
         }
         Ok(())
     }
@@ -159,7 +209,12 @@ impl NativeRunner {
             other => return Err(io::Error::other(format!("oracle child ended: {other:?}"))),
         };
         self.ptrace(libc::PTRACE_GETREGS, &mut regs as *mut _ as *mut _)?;
-        let mut out = State { gpr: get_gprs(&regs), rflags: regs.eflags, rip: regs.rip, ..init.clone() };
+        let mut out = State {
+            gpr: get_gprs(&regs),
+            rflags: regs.eflags,
+            rip: regs.rip,
+            ..init.clone()
+        };
         {
             let (d, s) = (&mut out.data, &mut out.stack);
             self.read_mem(&mut [(l.data, &mut d[..]), (l.stack, &mut s[..])])?;
@@ -179,16 +234,37 @@ impl NativeRunner {
         // SAFETY: si_addr is valid to read for the fault signals it is used with.
         let addr = unsafe { si.si_addr() } as u64;
         Ok(match sig {
-            libc::SIGILL => Outcome::Fault { vector: crate::exception::UD, cr2: None },
-            libc::SIGFPE => Outcome::Fault { vector: crate::exception::DE, cr2: None },
+            libc::SIGILL => Outcome::Fault {
+                vector: crate::exception::UD,
+                cr2: None,
+            },
+            libc::SIGFPE => Outcome::Fault {
+                vector: crate::exception::DE,
+                cr2: None,
+            },
             // The kernel reports #GP (and non-canonical accesses) as SI_KERNEL, page
             // faults with the faulting address.
-            libc::SIGSEGV if si.si_code == libc::SI_KERNEL => Outcome::Fault { vector: crate::exception::GP, cr2: None },
-            libc::SIGSEGV => Outcome::Fault { vector: crate::exception::PF, cr2: Some(addr) },
+            libc::SIGSEGV if si.si_code == libc::SI_KERNEL => Outcome::Fault {
+                vector: crate::exception::GP,
+                cr2: None,
+            },
+            libc::SIGSEGV => Outcome::Fault {
+                vector: crate::exception::PF,
+                cr2: Some(addr),
+            },
             // BUS_ADRALN is #AC; everything else is #SS (do_error_trap(SIGBUS) for #SS).
-            libc::SIGBUS if si.si_code == libc::BUS_ADRALN => Outcome::Fault { vector: crate::exception::AC, cr2: None },
-            libc::SIGBUS => Outcome::Fault { vector: crate::exception::SS, cr2: None },
-            libc::SIGTRAP => Outcome::Fault { vector: crate::exception::BP, cr2: None },
+            libc::SIGBUS if si.si_code == libc::BUS_ADRALN => Outcome::Fault {
+                vector: crate::exception::AC,
+                cr2: None,
+            },
+            libc::SIGBUS => Outcome::Fault {
+                vector: crate::exception::SS,
+                cr2: None,
+            },
+            libc::SIGTRAP => Outcome::Fault {
+                vector: crate::exception::BP,
+                cr2: None,
+            },
             s => Outcome::Signal(s),
         })
     }
@@ -220,7 +296,11 @@ fn child_main() -> ! {
     let l = Layout::get();
     let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
-    for (addr, len) in [(l.code, l.code_len), (l.data, l.data_len), (l.stack, l.stack_len)] {
+    for (addr, len) in [
+        (l.code, l.code_len),
+        (l.data, l.data_len),
+        (l.stack, l.stack_len),
+    ] {
         // SAFETY: anonymous fixed mapping in our own (forked) address space; NOREPLACE
         // refuses to clobber anything already there.
         let p = unsafe { libc::mmap(addr as usize as *mut _, len, prot, flags, -1, 0) };
@@ -261,6 +341,7 @@ fn set_gprs(r: &mut libc::user_regs_struct, g: &[u64; 16]) {
 
 fn get_gprs(r: &libc::user_regs_struct) -> [u64; 16] {
     [
-        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15,
     ]
 }
