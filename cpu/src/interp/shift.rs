@@ -20,8 +20,8 @@
 //!   `shld_fn`); SHRD: OF = bit (w-1) XOR bit (w-2) of the result.
 //! - 16-bit SHLD/SHRD with counts 17..31 (undefined): the result is that of shifting the
 //!   48-bit value dst:src:src (SHLD) or src:src:dst (SHRD), i.e. the source rotated by
-//!   count-16; CF = 0; SHLD's OF = 0, SHRD's OF per the rule above. Intel documents the
-//!   result as undefined and its processors are reported to differ, so this is AMD's.
+//!   count-16; CF = 0; SHLD's OF = 0, SHRD's OF per the rule above. The SDM leaves the
+//!   result undefined; other (Intel) processors may produce something else.
 
 use iced_x86::{Instruction, Mnemonic};
 
@@ -469,5 +469,134 @@ mod host_tests {
     #[test]
     fn host_shrd() {
         assert!(diff_double!(shrd, "shrd") > 10_000);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::interp::arith::rig::{asm, Rig};
+    use crate::state::rflags::*;
+    use crate::state::CpuState;
+    use crate::testing::DATA;
+    use iced_x86::code_asm::*;
+
+    fn run(code: &[u8], regs: [u64; 4], flags: u64) -> CpuState {
+        Rig::new(code).run(regs, flags).expect("runs")
+    }
+
+    fn fl(s: &CpuState) -> u64 {
+        s.rflags & ARITH
+    }
+
+    #[test]
+    fn count_zero_changes_nothing_but_zero_extends() {
+        let s = run(
+            &asm(|a| a.shl(eax, cl)),
+            [u64::MAX, 0, 0x20, 0],
+            CF | OF | ZF,
+        );
+        assert_eq!(s.gpr[0], 0xffff_ffff);
+        assert_eq!(fl(&s), CF | OF | ZF);
+        // 64-bit operands mask the count to 6 bits: 64 → 0.
+        let s = run(&asm(|a| a.shr(rax, cl)), [u64::MAX, 0, 64, 0], SF);
+        assert_eq!((s.gpr[0], fl(&s)), (u64::MAX, SF));
+        // 16-bit: count 0x20 masks to 0, upper bits untouched.
+        let s = run(&asm(|a| a.rol(ax, cl)), [0x1234_5678, 0, 0x20, 0], PF);
+        assert_eq!((s.gpr[0], fl(&s)), (0x1234_5678, PF));
+        // Memory: unchanged, flags unchanged.
+        let mut r = Rig::new(&asm(|a| a.sar(dword_ptr(DATA), cl)));
+        r.it.cpu.env.mem.write_u64(DATA, 0x8000_0001).unwrap();
+        let s = r.run([0, 0, 0, 0], AF).unwrap();
+        assert_eq!(fl(&s), AF);
+        assert_eq!(r.it.cpu.env.mem.read_u64(DATA).unwrap(), 0x8000_0001);
+    }
+
+    #[test]
+    fn shl_shr_sar() {
+        // SHL by 1: 0x80 → 0, CF = 1, OF = 0 ^ 1 = 1.
+        let s = run(&asm(|a| a.shl(al, 1)), [0x180, 0, 0, 0], 0);
+        assert_eq!((s.gpr[0], fl(&s)), (0x100, CF | OF | ZF | PF | AF));
+        // 8-bit SHL by 8: CF = old bit 0; by 9: CF = 0.
+        let s = run(&asm(|a| a.shl(al, cl)), [0x01, 0, 8, 0], 0);
+        assert_eq!((s.gpr[0], fl(&s) & (CF | ZF)), (0, CF | ZF));
+        let s = run(&asm(|a| a.shl(al, cl)), [0xff, 0, 9, 0], CF);
+        assert_eq!((s.gpr[0], fl(&s) & CF), (0, 0));
+        // SHR by 1 of a negative value: OF = old MSB.
+        let s = run(&asm(|a| a.shr(rax, 1)), [u64::MAX, 0, 0, 0], 0);
+        assert_eq!((s.gpr[0], fl(&s)), (u64::MAX >> 1, CF | OF | AF | PF));
+        // SHR by 2: OF = 0.
+        let s = run(&asm(|a| a.shr(rax, 2)), [u64::MAX, 0, 0, 0], OF);
+        assert_eq!(fl(&s) & OF, 0);
+        // SAR of 8-bit by 31: all sign bits, CF = sign.
+        let s = run(&asm(|a| a.sar(bh, cl)), [0, 0, 31, 0], 0);
+        let mut r = Rig::new(&asm(|a| a.sar(bh, cl)));
+        r.it.cpu.s.gpr[3] = 0x8000;
+        let s2 = r.run([0, 0, 31, 0], 0).unwrap();
+        assert_eq!(s2.gpr[3], 0xff00);
+        assert_eq!(fl(&s2), CF | SF | PF | AF);
+        assert_eq!(fl(&s), ZF | PF | AF);
+        // Immediate count on memory.
+        let mut r = Rig::new(&asm(|a| a.shl(qword_ptr(DATA), 4)));
+        r.it.cpu
+            .env
+            .mem
+            .write_u64(DATA, 0xf000_0000_0000_0001)
+            .unwrap();
+        let s = r.run([0; 4], 0).unwrap();
+        assert_eq!(r.it.cpu.env.mem.read_u64(DATA).unwrap(), 0x10);
+        assert_eq!(fl(&s), CF | OF | AF);
+    }
+
+    #[test]
+    fn rotates() {
+        // ROL 8-bit by 8: value unchanged but CF/OF written (CF = bit 0).
+        let s = run(&asm(|a| a.rol(dl, cl)), [0, 0x81, 8, 0], ZF);
+        assert_eq!((s.gpr[2], fl(&s)), (0x81, ZF | CF));
+        // ROR by 1: CF = new MSB, OF = MSB ^ next bit.
+        let s = run(&asm(|a| a.ror(eax, 1)), [1, 0, 0, 0], 0);
+        assert_eq!((s.gpr[0], fl(&s)), (0x8000_0000, CF | OF));
+        // RCL 8-bit by 9 (mod 9 = 0): value and CF unchanged.
+        let s = run(&asm(|a| a.rcl(al, cl)), [0x40, 0, 9, 0], CF);
+        assert_eq!(s.gpr[0], 0x40);
+        assert_eq!(fl(&s), CF | OF);
+        // RCL 16-bit by 1 with CF in.
+        let s = run(&asm(|a| a.rcl(ax, 1)), [0x8000, 0, 0, 0], CF);
+        assert_eq!((s.gpr[0], fl(&s)), (1, CF | OF));
+        // RCR 64-bit by 1: CF comes in at the top.
+        let s = run(&asm(|a| a.rcr(rax, 1)), [2, 0, 0, 0], CF | SF);
+        assert_eq!((s.gpr[0], fl(&s)), (0x8000_0000_0000_0001, SF | OF));
+        // RCR byte in memory by CL = 17 (mod 9 = 8).
+        let mut r = Rig::new(&asm(|a| a.rcr(byte_ptr(DATA), cl)));
+        r.it.cpu.env.mem.write_u64(DATA, 0x01).unwrap();
+        let s = r.run([0, 0, 17, 0], 0).unwrap();
+        assert_eq!(r.it.cpu.env.mem.read_u64(DATA).unwrap(), 0x02);
+        assert_eq!(fl(&s), 0);
+    }
+
+    #[test]
+    fn double_shifts() {
+        let s = run(
+            &asm(|a| a.shld(eax, r8d, 8)),
+            [0x8123_4567, 0, 0, 0xab00_0000],
+            0,
+        );
+        assert_eq!((s.gpr[0], fl(&s)), (0x2345_67ab, CF | OF | AF));
+        let s = run(&asm(|a| a.shrd(rax, r8, cl)), [0xff, 0, 4, 0x5], 0);
+        assert_eq!(s.gpr[0], 0x5000_0000_0000_000f);
+        assert_eq!(fl(&s), CF | OF | AF | PF);
+        // 16-bit count 20 (undefined): the source rotated by 4, CF = OF = 0 (host rule).
+        let s = run(
+            &asm(|a| a.shld(ax, r8w, cl)),
+            [0xffff, 0, 20, 0x1234],
+            CF | OF,
+        );
+        assert_eq!((s.gpr[0], fl(&s)), (0x2341, AF | PF));
+        let s = run(&asm(|a| a.shrd(ax, r8w, cl)), [0xffff, 0, 20, 0x1234], CF);
+        assert_eq!((s.gpr[0], fl(&s)), (0x4123, AF | OF));
+        // Memory destination.
+        let mut r = Rig::new(&asm(|a| a.shld(word_ptr(DATA), r8w, cl)));
+        r.it.cpu.env.mem.write_u64(DATA, 0xaaaa_8001).unwrap();
+        r.run([0, 0, 1, 0x8000], 0).unwrap();
+        assert_eq!(r.it.cpu.env.mem.read_u64(DATA).unwrap(), 0xaaaa_0003);
     }
 }
