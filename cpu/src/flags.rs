@@ -96,6 +96,9 @@ impl LazyFlags {
 
     #[inline]
     pub fn of(&self, rflags: u64) -> bool {
+        if self.op == FlagOp::Eager {
+            return rflags & OF != 0;
+        }
         let s = sign_bit(self.size);
         let (a, b, r) = (self.a, self.b, self.res);
         match self.op {
