@@ -208,6 +208,11 @@ impl BlockCache {
                 Err(_) => break,
             }
             let insn = decode_one(&buf[..want.max(1)], rip, bits, &model);
+            if want < 15 && insn.raw.code() == iced_x86::Code::INVALID {
+                // Cut short by the page end: it starts a block of its own, which fetches
+                // across the boundary.
+                break;
+            }
             let len = insn.len as u64;
             if (lin_at & 0xfff) + len > 4096 {
                 if !insns.is_empty() && crossed.is_none() {

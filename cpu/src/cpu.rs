@@ -146,7 +146,7 @@ impl Cpu {
         self.set_rflags((f & !mask) | (values & mask));
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn set_lazy(&mut self, op: FlagOp, size: u8, a: u64, b: u64, res: u64) {
         self.lf.set(op, size, a, b, res);
     }
@@ -171,14 +171,14 @@ impl Cpu {
 
     // ----- registers -----
 
-    #[inline]
+    #[inline(always)]
     pub fn reg(&self, idx: usize, size: u8) -> u64 {
         self.s.gpr[idx] & size_mask(size)
     }
 
     /// Writes a GPR with x86 width rules: 32-bit writes zero the upper half, 8/16-bit
     /// writes merge.
-    #[inline]
+    #[inline(always)]
     pub fn set_reg(&mut self, idx: usize, size: u8, v: u64) {
         let r = &mut self.s.gpr[idx];
         *r = match size {
@@ -192,7 +192,7 @@ impl Cpu {
     // ----- operands -----
 
     /// Effective address (offset within the segment) of the instruction's memory operand.
-    #[inline]
+    #[inline(always)]
     pub fn ea(&self, i: &Insn) -> u64 {
         let m = &i.mem;
         let mut a = m.disp;
@@ -208,14 +208,14 @@ impl Cpu {
     }
 
     /// Linear address of the memory operand (segment applied, canonical-checked).
-    #[inline]
+    #[inline(always)]
     pub fn mem_linear(&self, i: &Insn) -> Result<u64, Trap> {
         self.seg_linear(i.mem.seg as usize, self.ea(i))
     }
 
     /// Applies segment `seg` to `offset`. In 64-bit code only FS and GS have bases and the
     /// result must be canonical (#SS for stack references, #GP otherwise).
-    #[inline]
+    #[inline(always)]
     pub fn seg_linear(&self, seg: usize, offset: u64) -> Result<u64, Trap> {
         if self.mode64 {
             let lin = if seg >= crate::state::FS {
@@ -272,7 +272,7 @@ impl Cpu {
 
     /// Reads operand `n` (registers masked to their width; immediates as decoded, i.e.
     /// sign-extended to the operand size).
-    #[inline]
+    #[inline(always)]
     pub fn read_op(&mut self, i: &Insn, n: usize) -> Result<u64, Trap> {
         match i.ops[n] {
             Operand::Reg { idx, size } => Ok(self.reg(idx as usize, size)),
@@ -287,7 +287,7 @@ impl Cpu {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn write_op(&mut self, i: &Insn, n: usize, v: u64) -> Flow {
         match i.ops[n] {
             Operand::Reg { idx, size } => {

@@ -51,9 +51,16 @@ impl Tlb {
         self.tag_bits = 1 | ((user as u64) << 1);
     }
 
+    /// Slot of a linear page: low page-number bits folded with higher ones, so that buffers
+    /// a multiple of 1 MiB apart do not evict each other.
+    #[inline(always)]
+    fn slot(lin: u64) -> usize {
+        (((lin >> 12) ^ (lin >> 20)) as usize) & (TLB_SIZE - 1)
+    }
+
     #[inline(always)]
     pub fn lookup(&self, access: Access, lin: u64) -> Option<*mut u8> {
-        let e = &self.entries[access as usize][((lin >> 12) as usize) & (TLB_SIZE - 1)];
+        let e = &self.entries[access as usize][Self::slot(lin)];
         if e.tag == (lin & PAGE_MASK) | self.tag_bits {
             Some(lin.wrapping_add(e.addend) as *mut u8)
         } else {
@@ -62,7 +69,7 @@ impl Tlb {
     }
 
     fn fill(&mut self, access: Access, lin: u64, host_page: *mut u8, phys_page: u64) {
-        let e = &mut self.entries[access as usize][((lin >> 12) as usize) & (TLB_SIZE - 1)];
+        let e = &mut self.entries[access as usize][Self::slot(lin)];
         e.tag = (lin & PAGE_MASK) | self.tag_bits;
         e.addend = (host_page as u64).wrapping_sub(lin & PAGE_MASK);
         e.phys = phys_page;
@@ -79,7 +86,7 @@ impl Tlb {
     /// Drops every entry for one linear page (INVLPG).
     pub fn flush_page(&mut self, lin: u64) {
         for table in self.entries.iter_mut() {
-            let e = &mut table[((lin >> 12) as usize) & (TLB_SIZE - 1)];
+            let e = &mut table[Self::slot(lin)];
             if e.tag & PAGE_MASK == lin & PAGE_MASK {
                 e.tag = 0;
             }
