@@ -27,7 +27,7 @@ use iced_x86::{Instruction, Mnemonic};
 
 use crate::cpu::Cpu;
 use crate::decode::{Handler, Insn, Operand};
-use crate::exception::Flow;
+use crate::exception::{ud, Flow};
 use crate::flags::{sign_bit, size_mask};
 use crate::interp::arith::{read, write};
 use crate::model::CpuModel;
@@ -94,6 +94,10 @@ fn shift_op<const ALL_FLAGS: bool>(
     src: u64,
     f: ShiftFn,
 ) -> Flow {
+    // Shifts and rotates are not lockable (iced already decodes LOCK forms as invalid).
+    if i.lock {
+        return Err(ud());
+    }
     let size = i.osize;
     let n = (count & if size == 8 { 63 } else { 31 }) as u32;
     if let Operand::Mem { size } = i.ops[0] {
@@ -622,5 +626,15 @@ mod tests {
         r.it.cpu.env.mem.write_u64(DATA, 0xaaaa_8001).unwrap();
         r.run([0, 0, 1, 0x8000], 0).unwrap();
         assert_eq!(r.it.cpu.env.mem.read_u64(DATA).unwrap(), 0xaaaa_0003);
+    }
+
+    #[test]
+    fn lock_is_invalid() {
+        use crate::exception::{Exception, UD};
+        // LOCK SHL DWORD [RAX], 1
+        let e = Rig::new(&[0xf0, 0xd1, 0x20])
+            .run([DATA, 0, 0, 0], 0)
+            .map(|_| ());
+        assert_eq!(e, Err(Exception::new(UD)));
     }
 }
