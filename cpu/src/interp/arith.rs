@@ -46,6 +46,29 @@ fn de() -> Trap {
     Trap::Exception(Exception::new(DE))
 }
 
+/// Reads operand `n`, with registers and immediates inline (the hot cases; `read_op` is
+/// too big to be inlined everywhere).
+#[inline(always)]
+pub(crate) fn read(c: &mut Cpu, i: &Insn, n: usize) -> Result<u64, Trap> {
+    match i.ops[n] {
+        Operand::Reg { idx, size } => Ok(c.reg(idx as usize, size)),
+        Operand::Imm => Ok(i.imm),
+        _ => c.read_op(i, n),
+    }
+}
+
+/// Writes operand `n`, with full-width registers inline.
+#[inline(always)]
+pub(crate) fn write(c: &mut Cpu, i: &Insn, n: usize, v: u64) -> Flow {
+    match i.ops[n] {
+        Operand::Reg { idx, size } => {
+            c.set_reg(idx as usize, size, v);
+            Ok(())
+        }
+        _ => c.write_op(i, n, v),
+    }
+}
+
 /// Read-modify-write of operand 0 with `f`, returning (old value, new value masked to the
 /// operand size). A memory destination is resolved once; the write happens before the
 /// caller touches flags, so a faulting write changes nothing. LOCK is only valid with a
@@ -53,20 +76,27 @@ fn de() -> Trap {
 #[inline(always)]
 pub(crate) fn rmw(c: &mut Cpu, i: &Insn, f: impl FnOnce(u64) -> u64) -> Result<(u64, u64), Trap> {
     let m = size_mask(i.osize);
-    if let Operand::Mem { size } = i.ops[0] {
-        let lin = c.mem_linear(i)?;
-        let a = c.read_lin(lin, size)?;
-        let r = f(a) & m;
-        c.write_lin(lin, size, r)?;
-        Ok((a, r))
-    } else {
-        if i.lock {
-            return Err(ud());
+    match i.ops[0] {
+        Operand::Reg { idx, size } if !i.lock => {
+            let a = c.reg(idx as usize, size);
+            let r = f(a) & m;
+            c.set_reg(idx as usize, size, r);
+            Ok((a, r))
         }
-        let a = c.read_op(i, 0)?;
-        let r = f(a) & m;
-        c.write_op(i, 0, r)?;
-        Ok((a, r))
+        Operand::Mem { size } => {
+            let lin = c.mem_linear(i)?;
+            let a = c.read_lin(lin, size)?;
+            let r = f(a) & m;
+            c.write_lin(lin, size, r)?;
+            Ok((a, r))
+        }
+        _ if i.lock => Err(ud()),
+        _ => {
+            let a = c.read_op(i, 0)?;
+            let r = f(a) & m;
+            c.write_op(i, 0, r)?;
+            Ok((a, r))
+        }
     }
 }
 
@@ -74,7 +104,7 @@ pub(crate) fn rmw(c: &mut Cpu, i: &Insn, f: impl FnOnce(u64) -> u64) -> Result<(
 /// (immediates arrive sign-extended to 64 bits).
 #[inline(always)]
 pub(crate) fn src(c: &mut Cpu, i: &Insn) -> Result<u64, Trap> {
-    Ok(c.read_op(i, 1)? & size_mask(i.osize))
+    Ok(read(c, i, 1)? & size_mask(i.osize))
 }
 
 fn add(c: &mut Cpu, i: &Insn) -> Flow {
@@ -113,7 +143,7 @@ fn cmp(c: &mut Cpu, i: &Insn) -> Flow {
     if i.lock {
         return Err(ud());
     }
-    let a = c.read_op(i, 0)?;
+    let a = read(c, i, 0)?;
     let b = src(c, i)?;
     c.set_lazy(
         FlagOp::Sub,
@@ -175,7 +205,7 @@ fn mul(c: &mut Cpu, i: &Insn) -> Flow {
         return Err(ud());
     }
     let size = i.osize;
-    let b = c.read_op(i, 0)?;
+    let b = read(c, i, 0)?;
     let a = c.reg(RAX, size);
     let p = a as u128 * b as u128;
     let bits = size as u32 * 8;
@@ -191,7 +221,7 @@ fn imul1(c: &mut Cpu, i: &Insn) -> Flow {
         return Err(ud());
     }
     let size = i.osize;
-    let b = sext(c.read_op(i, 0)?, size);
+    let b = sext(read(c, i, 0)?, size);
     let a = sext(c.reg(RAX, size), size);
     let p = a as i128 * b as i128;
     let bits = size as u32 * 8;
@@ -209,7 +239,7 @@ fn imul_trunc(c: &mut Cpu, i: &Insn, a: u64, b: u64) -> Flow {
     let size = i.osize;
     let p = sext(a, size) as i128 * sext(b, size) as i128;
     let lo = p as u64 & size_mask(size);
-    c.write_op(i, 0, lo)?;
+    write(c, i, 0, lo)?;
     mul_flags(c, sext(lo, size) as i128 != p);
     Ok(())
 }
@@ -218,8 +248,8 @@ fn imul2(c: &mut Cpu, i: &Insn) -> Flow {
     if i.lock {
         return Err(ud());
     }
-    let a = c.read_op(i, 0)?;
-    let b = c.read_op(i, 1)?;
+    let a = read(c, i, 0)?;
+    let b = read(c, i, 1)?;
     imul_trunc(c, i, a, b)
 }
 
@@ -227,7 +257,7 @@ fn imul3(c: &mut Cpu, i: &Insn) -> Flow {
     if i.lock {
         return Err(ud());
     }
-    let a = c.read_op(i, 1)?;
+    let a = read(c, i, 1)?;
     imul_trunc(c, i, a, i.imm)
 }
 
@@ -263,7 +293,7 @@ fn div(c: &mut Cpu, i: &Insn) -> Flow {
         return Err(ud());
     }
     let size = i.osize;
-    let d = c.read_op(i, 0)?;
+    let d = read(c, i, 0)?;
     if d == 0 {
         return Err(de());
     }
@@ -292,7 +322,7 @@ fn idiv(c: &mut Cpu, i: &Insn) -> Flow {
         return Err(ud());
     }
     let size = i.osize;
-    let d = sext(c.read_op(i, 0)?, size) as i128;
+    let d = sext(read(c, i, 0)?, size) as i128;
     if d == 0 {
         return Err(de());
     }

@@ -27,8 +27,9 @@ use iced_x86::{Instruction, Mnemonic};
 
 use crate::cpu::Cpu;
 use crate::decode::{Handler, Insn, Operand};
-use crate::exception::Flow;
+use crate::exception::{ud, Flow};
 use crate::flags::{sign_bit, size_mask};
+use crate::interp::arith::{read, write};
 use crate::model::CpuModel;
 use crate::state::rflags::{AF, CF, OF, PF, SF, ZF};
 
@@ -86,7 +87,17 @@ fn bit(cond: bool, flag: u64) -> u64 {
 /// Runs `f` on operand 0 with a count already read by the caller; `src` is SHLD/SHRD's
 /// second operand.
 #[inline(always)]
-fn shift_op(c: &mut Cpu, i: &Insn, count: u64, src: u64, f: ShiftFn) -> Flow {
+fn shift_op<const ALL_FLAGS: bool>(
+    c: &mut Cpu,
+    i: &Insn,
+    count: u64,
+    src: u64,
+    f: ShiftFn,
+) -> Flow {
+    // Shifts and rotates are not lockable (iced already decodes LOCK forms as invalid).
+    if i.lock {
+        return Err(ud());
+    }
     let size = i.osize;
     let n = (count & if size == 8 { 63 } else { 31 }) as u32;
     if let Operand::Mem { size } = i.ops[0] {
@@ -95,33 +106,50 @@ fn shift_op(c: &mut Cpu, i: &Insn, count: u64, src: u64, f: ShiftFn) -> Flow {
         if n == 0 {
             return Ok(());
         }
-        let (r, fl) = f(size, a, n, src, c.rflags());
+        let (r, fl) = f(size, a, n, src, flags_in::<ALL_FLAGS>(c));
         c.write_lin(lin, size, r)?;
         c.set_rflags(fl);
     } else {
-        let a = c.read_op(i, 0)?;
+        let a = read(c, i, 0)?;
         if n == 0 {
             // Still a register write: a 32-bit destination is zero-extended.
-            return c.write_op(i, 0, a);
+            return write(c, i, 0, a);
         }
-        let (r, fl) = f(size, a, n, src, c.rflags());
-        c.write_op(i, 0, r)?;
+        let (r, fl) = f(size, a, n, src, flags_in::<ALL_FLAGS>(c));
+        write(c, i, 0, r)?;
         c.set_rflags(fl);
     }
     Ok(())
 }
 
+/// RFLAGS for a shift function. Shifts write all six arithmetic flags, so pending lazy
+/// flags need not be computed; rotates keep some and RCL/RCR read CF.
+#[inline(always)]
+fn flags_in<const ALL_FLAGS: bool>(c: &Cpu) -> u64 {
+    if ALL_FLAGS {
+        c.s.rflags
+    } else {
+        c.rflags()
+    }
+}
+
 #[inline(always)]
 fn shift(c: &mut Cpu, i: &Insn, f: ShiftFn) -> Flow {
-    let count = c.read_op(i, 1)?;
-    shift_op(c, i, count, 0, f)
+    let count = read(c, i, 1)?;
+    shift_op::<true>(c, i, count, 0, f)
+}
+
+#[inline(always)]
+fn rotate(c: &mut Cpu, i: &Insn, f: ShiftFn) -> Flow {
+    let count = read(c, i, 1)?;
+    shift_op::<false>(c, i, count, 0, f)
 }
 
 #[inline(always)]
 fn double_shift(c: &mut Cpu, i: &Insn, f: ShiftFn) -> Flow {
-    let src = c.read_op(i, 1)?;
-    let count = c.read_op(i, 2)?;
-    shift_op(c, i, count, src, f)
+    let src = read(c, i, 1)?;
+    let count = read(c, i, 2)?;
+    shift_op::<true>(c, i, count, src, f)
 }
 
 const ALL: u64 = CF | PF | AF | ZF | SF | OF;
@@ -136,16 +164,16 @@ fn sar(c: &mut Cpu, i: &Insn) -> Flow {
     shift(c, i, sar_fn)
 }
 fn rol(c: &mut Cpu, i: &Insn) -> Flow {
-    shift(c, i, rol_fn)
+    rotate(c, i, rol_fn)
 }
 fn ror(c: &mut Cpu, i: &Insn) -> Flow {
-    shift(c, i, ror_fn)
+    rotate(c, i, ror_fn)
 }
 fn rcl(c: &mut Cpu, i: &Insn) -> Flow {
-    shift(c, i, rcl_fn)
+    rotate(c, i, rcl_fn)
 }
 fn rcr(c: &mut Cpu, i: &Insn) -> Flow {
-    shift(c, i, rcr_fn)
+    rotate(c, i, rcr_fn)
 }
 fn shld(c: &mut Cpu, i: &Insn) -> Flow {
     double_shift(c, i, shld_fn)
@@ -598,5 +626,15 @@ mod tests {
         r.it.cpu.env.mem.write_u64(DATA, 0xaaaa_8001).unwrap();
         r.run([0, 0, 1, 0x8000], 0).unwrap();
         assert_eq!(r.it.cpu.env.mem.read_u64(DATA).unwrap(), 0xaaaa_0003);
+    }
+
+    #[test]
+    fn lock_is_invalid() {
+        use crate::exception::{Exception, UD};
+        // LOCK SHL DWORD [RAX], 1
+        let e = Rig::new(&[0xf0, 0xd1, 0x20])
+            .run([DATA, 0, 0, 0], 0)
+            .map(|_| ());
+        assert_eq!(e, Err(Exception::new(UD)));
     }
 }
