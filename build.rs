@@ -15,8 +15,12 @@ fn main() {
         .status();
     match status {
         Ok(s) if s.success() => {}
-        Ok(s) => panic!("building the firmware guests failed ({s}); they need make, as, ld and gcc"),
-        Err(e) => panic!("cannot run make to build the firmware guests: {e}; install make, binutils and gcc"),
+        Ok(s) => {
+            panic!("building the firmware guests failed ({s}); they need make, as, ld and gcc")
+        }
+        Err(e) => panic!(
+            "cannot run make to build the firmware guests: {e}; install make, binutils and gcc"
+        ),
     }
     println!("cargo:rustc-env=TWINVM_FIRMWARE_DIR={}", out.display());
 }

@@ -18,7 +18,10 @@ pub fn cmd_bench(a: &BenchArgs) -> i32 {
         eprintln!("twinvm: no such benchmark; available: {}", names.join(", "));
         return crate::error::status::BAD_INPUT;
     }
-    println!("{:<10} {:>14} {:>10} {:>10}", "guest", "instructions", "seconds", "MIPS");
+    println!(
+        "{:<10} {:>14} {:>10} {:>10}",
+        "guest", "instructions", "seconds", "MIPS"
+    );
     for (name, image) in chosen {
         let mut best: Option<(u64, f64)> = None;
         for _ in 0..a.runs.max(1) {
@@ -41,7 +44,10 @@ pub fn cmd_bench(a: &BenchArgs) -> i32 {
                 }
             };
             if report.outcome != Outcome::DebugExit(1) {
-                eprintln!("twinvm: benchmark {name} did not finish cleanly: {:?}", report.outcome);
+                eprintln!(
+                    "twinvm: benchmark {name} did not finish cleanly: {:?}",
+                    report.outcome
+                );
                 return 1;
             }
             let secs = report.elapsed.as_secs_f64();
@@ -50,7 +56,13 @@ pub fn cmd_bench(a: &BenchArgs) -> i32 {
             }
         }
         if let Some((n, secs)) = best {
-            println!("{:<10} {:>14} {:>10.3} {:>10.1}", name, n, secs, n as f64 / secs / 1e6);
+            println!(
+                "{:<10} {:>14} {:>10.3} {:>10.1}",
+                name,
+                n,
+                secs,
+                n as f64 / secs / 1e6
+            );
         }
     }
     0

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "twinvm", version, about = "Full-system x86-64 emulator and virtual machine monitor")]
+#[command(
+    name = "twinvm",
+    version,
+    about = "Full-system x86-64 emulator and virtual machine monitor"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -89,14 +93,22 @@ pub fn parse_mem_size(s: &str) -> Result<u64, String> {
                 'M' => 1 << 20,
                 'G' => 1 << 30,
                 'T' => 1 << 40,
-                _ => return Err(format!("memory size '{s}': unknown suffix '{c}' (use K, M or G)")),
+                _ => {
+                    return Err(format!(
+                        "memory size '{s}': unknown suffix '{c}' (use K, M or G)"
+                    ))
+                }
             };
             (&t[..i], m)
         }
         _ => (t, 1 << 20),
     };
-    let n: u64 = num.trim().parse().map_err(|_| format!("memory size '{s}' is not a number"))?;
-    n.checked_mul(mul).ok_or_else(|| format!("memory size '{s}' is too large"))
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("memory size '{s}' is not a number"))?;
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("memory size '{s}' is too large"))
 }
 
 #[cfg(test)]

@@ -15,7 +15,10 @@ impl InputQueue {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
     fn push(&self, b: &[u8]) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
     }
 }
 
@@ -62,36 +65,39 @@ impl Drop for RawMode {
     }
 }
 
-const HELP: &str = "\r\nC-a h    print this help\r\nC-a x    exit twinvm\r\nC-a C-a  send C-a to the guest\r\n";
+const HELP: &str =
+    "\r\nC-a h    print this help\r\nC-a x    exit twinvm\r\nC-a C-a  send C-a to the guest\r\n";
 
 /// Starts the thread that reads stdin.
 pub fn spawn_reader(queue: Arc<InputQueue>, control: Arc<VmControl>) {
-    let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
-        let mut stdin = std::io::stdin();
-        let mut buf = [0u8; 256];
-        let mut escape = false;
-        loop {
-            let n = match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            let mut out = Vec::with_capacity(n);
-            for &b in &buf[..n] {
-                if escape {
-                    escape = false;
-                    match b {
-                        b'x' | b'X' => control.request(StopRequest::UserQuit),
-                        b'h' | b'H' => eprint!("{HELP}"),
-                        0x01 => out.push(0x01),
-                        _ => {}
+    let _ = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 256];
+            let mut escape = false;
+            loop {
+                let n = match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let mut out = Vec::with_capacity(n);
+                for &b in &buf[..n] {
+                    if escape {
+                        escape = false;
+                        match b {
+                            b'x' | b'X' => control.request(StopRequest::UserQuit),
+                            b'h' | b'H' => eprint!("{HELP}"),
+                            0x01 => out.push(0x01),
+                            _ => {}
+                        }
+                    } else if b == 0x01 {
+                        escape = true;
+                    } else {
+                        out.push(b);
                     }
-                } else if b == 0x01 {
-                    escape = true;
-                } else {
-                    out.push(b);
                 }
+                queue.push(&out);
             }
-            queue.push(&out);
-        }
-    });
+        });
 }

@@ -17,10 +17,20 @@ pub enum Outcome {
     PowerOff,
     /// A reset requested by a device (8042, port 0x92, 0xCF9, ACPI).
     Reset,
-    TripleFault { cs: u16, rip: u64 },
+    TripleFault {
+        cs: u16,
+        rip: u64,
+    },
     /// Halted with interrupts disabled: it can never run again.
-    DeadHalt { cs: u16, rip: u64 },
-    Unsupported { what: &'static str, cs: u16, rip: u64 },
+    DeadHalt {
+        cs: u16,
+        rip: u64,
+    },
+    Unsupported {
+        what: &'static str,
+        cs: u16,
+        rip: u64,
+    },
     UserQuit,
 }
 
@@ -60,11 +70,16 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
             RunExit::Halted => {
                 if !it.can_wake() {
                     let s = &it.cpu.s;
-                    break Outcome::DeadHalt { cs: s.seg[1].selector, rip: s.rip };
+                    break Outcome::DeadHalt {
+                        cs: s.seg[1].selector,
+                        rip: s.rip,
+                    };
                 }
                 if !twinvm_devices::InterruptController::intr_pending(m.isa.as_ref()) {
                     let now = m.clock.now_ns();
-                    let wait = deadline.map_or(1_000_000, |d| d.saturating_sub(now)).min(1_000_000);
+                    let wait = deadline
+                        .map_or(1_000_000, |d| d.saturating_sub(now))
+                        .min(1_000_000);
                     if wait > 0 {
                         std::thread::sleep(Duration::from_nanos(wait));
                     }
@@ -83,9 +98,17 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
             RunExit::Exception(e) => {
                 // Only with stop_on_exception, which the machine never sets.
                 log::error!("unexpected exception exit {e}");
-                break Outcome::Unsupported { what: "exception returned to the engine", cs: it.cpu.s.seg[1].selector, rip: it.cpu.s.rip };
+                break Outcome::Unsupported {
+                    what: "exception returned to the engine",
+                    cs: it.cpu.s.seg[1].selector,
+                    rip: it.cpu.s.rip,
+                };
             }
         }
     };
-    RunReport { outcome, stats: it.cpu.stats.clone(), elapsed: start.elapsed() }
+    RunReport {
+        outcome,
+        stats: it.cpu.stats.clone(),
+        elapsed: start.elapsed(),
+    }
 }

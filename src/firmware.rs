@@ -5,7 +5,16 @@ pub const HELLO: &[u8] = include_bytes!(concat!(env!("TWINVM_FIRMWARE_DIR"), "/h
 
 /// The CPU-bound benchmark guests: (name, image).
 pub const BENCHES: &[(&str, &[u8])] = &[
-    ("intloop", include_bytes!(concat!(env!("TWINVM_FIRMWARE_DIR"), "/bench-intloop.elf"))),
-    ("memcpy", include_bytes!(concat!(env!("TWINVM_FIRMWARE_DIR"), "/bench-memcpy.elf"))),
-    ("hash", include_bytes!(concat!(env!("TWINVM_FIRMWARE_DIR"), "/bench-hash.elf"))),
+    (
+        "intloop",
+        include_bytes!(concat!(env!("TWINVM_FIRMWARE_DIR"), "/bench-intloop.elf")),
+    ),
+    (
+        "memcpy",
+        include_bytes!(concat!(env!("TWINVM_FIRMWARE_DIR"), "/bench-memcpy.elf")),
+    ),
+    (
+        "hash",
+        include_bytes!(concat!(env!("TWINVM_FIRMWARE_DIR"), "/bench-hash.elf")),
+    ),
 ];

@@ -8,7 +8,11 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            std::process::exit(if e.use_stderr() { twinvm::error::status::BAD_INPUT } else { 0 });
+            std::process::exit(if e.use_stderr() {
+                twinvm::error::status::BAD_INPUT
+            } else {
+                0
+            });
         }
     };
     let code = match &cli.command {

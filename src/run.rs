@@ -15,7 +15,12 @@ use crate::vm::{Machine, MachineConfig, SerialOut};
 /// Largest guest RAM accepted: what the host could plausibly back.
 fn host_memory_limit() -> u64 {
     // SAFETY: sysconf has no preconditions.
-    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     if pages > 0 && size > 0 {
         pages as u64 * size as u64
     } else {
@@ -24,9 +29,13 @@ fn host_memory_limit() -> u64 {
 }
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, VmError> {
-    let data = std::fs::read(path).map_err(|e| VmError::Input(format!("cannot read {what} {}: {e}", path.display())))?;
+    let data = std::fs::read(path)
+        .map_err(|e| VmError::Input(format!("cannot read {what} {}: {e}", path.display())))?;
     if data.is_empty() {
-        return Err(VmError::Input(format!("{what} {} is empty", path.display())));
+        return Err(VmError::Input(format!(
+            "{what} {} is empty",
+            path.display()
+        )));
     }
     Ok(data)
 }
@@ -37,7 +46,9 @@ pub fn parse_serial(s: &str) -> Result<SerialOut, VmError> {
         "none" => Ok(SerialOut::None),
         _ => match s.strip_prefix("file:") {
             Some(p) if !p.is_empty() => Ok(SerialOut::File(p.into())),
-            _ => Err(VmError::Input(format!("--serial '{s}': expected stdio, file:PATH or none"))),
+            _ => Err(VmError::Input(format!(
+                "--serial '{s}': expected stdio, file:PATH or none"
+            ))),
         },
     }
 }
@@ -45,10 +56,16 @@ pub fn parse_serial(s: &str) -> Result<SerialOut, VmError> {
 pub fn config_from_args(a: &RunArgs) -> Result<MachineConfig, VmError> {
     let mem_size = parse_mem_size(&a.mem).map_err(VmError::Input)?;
     if mem_size < (1 << 20) {
-        return Err(VmError::Input(format!("--mem {}: the guest needs at least 1 MiB of RAM", a.mem)));
+        return Err(VmError::Input(format!(
+            "--mem {}: the guest needs at least 1 MiB of RAM",
+            a.mem
+        )));
     }
     if mem_size % 4096 != 0 {
-        return Err(VmError::Input(format!("--mem {}: must be a multiple of 4 KiB", a.mem)));
+        return Err(VmError::Input(format!(
+            "--mem {}: must be a multiple of 4 KiB",
+            a.mem
+        )));
     }
     let limit = host_memory_limit();
     if mem_size > limit {
@@ -65,7 +82,10 @@ pub fn config_from_args(a: &RunArgs) -> Result<MachineConfig, VmError> {
     };
     let mut modules = Vec::new();
     for p in &a.initrd {
-        modules.push(Module { name: p.display().to_string(), data: read_file(p, "initrd")? });
+        modules.push(Module {
+            name: p.display().to_string(),
+            data: read_file(p, "initrd")?,
+        });
     }
     let firmware = match &a.firmware {
         Some(p) => Some(read_file(p, "firmware")?),
@@ -89,7 +109,11 @@ pub fn config_from_args(a: &RunArgs) -> Result<MachineConfig, VmError> {
 
 /// Runs the guest, resetting as often as it asks (unless --no-reboot); returns the final
 /// report.
-pub fn run_machine(cfg: &MachineConfig, no_reboot: bool, interactive: bool) -> Result<RunReport, VmError> {
+pub fn run_machine(
+    cfg: &MachineConfig,
+    no_reboot: bool,
+    interactive: bool,
+) -> Result<RunReport, VmError> {
     let input = interactive.then(|| Arc::new(InputQueue::default()));
     let mut reader_started = false;
     loop {
@@ -114,15 +138,26 @@ pub fn outcome_status(o: &Outcome) -> (i32, Option<String>) {
     match o {
         Outcome::DebugExit(s) => (*s, None),
         Outcome::PowerOff | Outcome::UserQuit => (0, None),
-        Outcome::Reset => (status::GUEST_RESET, Some("guest reset the machine (--no-reboot)".into())),
-        Outcome::TripleFault { cs, rip } => (status::TRIPLE_FAULT, Some(format!("triple fault at {cs:#x}:{rip:#x}"))),
+        Outcome::Reset => (
+            status::GUEST_RESET,
+            Some("guest reset the machine (--no-reboot)".into()),
+        ),
+        Outcome::TripleFault { cs, rip } => (
+            status::TRIPLE_FAULT,
+            Some(format!("triple fault at {cs:#x}:{rip:#x}")),
+        ),
         Outcome::DeadHalt { cs, rip } => (
             status::DEAD_HALT,
-            Some(format!("guest halted with interrupts disabled at {cs:#x}:{rip:#x}; nothing can wake it")),
+            Some(format!(
+                "guest halted with interrupts disabled at {cs:#x}:{rip:#x}; nothing can wake it"
+            )),
         ),
-        Outcome::Unsupported { what, cs, rip } => {
-            (status::UNSUPPORTED, Some(format!("unsupported guest operation at {cs:#x}:{rip:#x}: {what}")))
-        }
+        Outcome::Unsupported { what, cs, rip } => (
+            status::UNSUPPORTED,
+            Some(format!(
+                "unsupported guest operation at {cs:#x}:{rip:#x}: {what}"
+            )),
+        ),
     }
 }
 
@@ -132,9 +167,18 @@ pub fn print_stats(r: &RunReport) {
     eprintln!("twinvm stats:");
     eprintln!("  instructions      {}", s.instructions);
     eprintln!("  elapsed           {:.3} s", secs);
-    eprintln!("  guest MIPS        {:.1}", s.instructions as f64 / secs / 1e6);
-    eprintln!("  exits: pio reads {}, pio writes {}, mmio reads {}, mmio writes {}", s.pio_reads, s.pio_writes, s.mmio_reads, s.mmio_writes);
-    eprintln!("  exits: halts {}, interrupts {}, exceptions {}", s.halts, s.interrupts, s.exceptions);
+    eprintln!(
+        "  guest MIPS        {:.1}",
+        s.instructions as f64 / secs / 1e6
+    );
+    eprintln!(
+        "  exits: pio reads {}, pio writes {}, mmio reads {}, mmio writes {}",
+        s.pio_reads, s.pio_writes, s.mmio_reads, s.mmio_writes
+    );
+    eprintln!(
+        "  exits: halts {}, interrupts {}, exceptions {}",
+        s.halts, s.interrupts, s.exceptions
+    );
     eprintln!("  blocks decoded    {}", s.blocks_decoded);
     eprintln!("  SMC invalidations {}", s.smc_invalidations);
     eprintln!("  TLB flushes       {}", s.tlb_flushes);
@@ -160,7 +204,11 @@ pub fn cmd_run(a: &RunArgs) -> i32 {
         }
     };
     let interactive = cfg.serial == SerialOut::Stdio;
-    let mut raw = if interactive { Some(RawMode::enable()) } else { None };
+    let mut raw = if interactive {
+        Some(RawMode::enable())
+    } else {
+        None
+    };
     let result = run_machine(&cfg, a.no_reboot, interactive);
     if let Some(r) = raw.as_mut() {
         r.restore();

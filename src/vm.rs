@@ -9,7 +9,9 @@ use twinvm_devices::bus::SharedDevice;
 use twinvm_devices::clock::{Clock, HostClock, Timed};
 use twinvm_devices::debug_exit::{DebugExit, DEBUG_EXIT_PORT};
 use twinvm_devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_DATA_PORT};
-use twinvm_devices::pic::{IsaInterrupts, PicPortRange, PicPorts, ELCR_BASE, PIC_MASTER_BASE, PIC_PORT_LEN, PIC_SLAVE_BASE};
+use twinvm_devices::pic::{
+    IsaInterrupts, PicPortRange, PicPorts, ELCR_BASE, PIC_MASTER_BASE, PIC_PORT_LEN, PIC_SLAVE_BASE,
+};
 use twinvm_devices::pit::{Pit, Port61, PIT_BASE, PIT_IRQ, PIT_PORT_LEN, PORT61};
 use twinvm_devices::rtc::{Rtc, RTC_BASE, RTC_IRQ, RTC_PORT_LEN};
 use twinvm_devices::uart::{Uart, COM1_BASE, COM1_IRQ, UART_PORT_LEN};
@@ -61,9 +63,12 @@ fn serial_sink(target: &SerialOut) -> Result<Box<dyn Write + Send>, VmError> {
     Ok(match target {
         SerialOut::Stdio => Box::new(std::io::stdout()),
         SerialOut::None => Box::new(std::io::sink()),
-        SerialOut::File(p) => Box::new(
-            std::fs::File::create(p).map_err(|e| VmError::Input(format!("cannot create serial output file {}: {e}", p.display())))?,
-        ),
+        SerialOut::File(p) => Box::new(std::fs::File::create(p).map_err(|e| {
+            VmError::Input(format!(
+                "cannot create serial output file {}: {e}",
+                p.display()
+            ))
+        })?),
     })
 }
 
@@ -71,7 +76,8 @@ impl Machine {
     pub fn build(cfg: &MachineConfig) -> Result<Machine, VmError> {
         let mut mem = GuestMemory::new(cfg.mem_size).map_err(|e| VmError::Input(e.to_string()))?;
         if let Some(fw) = &cfg.firmware {
-            mem.add_firmware(fw).map_err(|e| VmError::Input(format!("firmware image: {e}")))?;
+            mem.add_firmware(fw)
+                .map_err(|e| VmError::Input(format!("firmware image: {e}")))?;
         }
         let mem = Arc::new(mem);
         let control = Arc::new(VmControl::new());
@@ -81,13 +87,33 @@ impl Machine {
 
         let mut pio = Bus::new();
         let add = |bus: &mut Bus, base: u64, len: u64, dev: SharedDevice| {
-            bus.insert(base, len, dev).map_err(|e| VmError::Host(e.to_string()))
+            bus.insert(base, len, dev)
+                .map_err(|e| VmError::Host(e.to_string()))
         };
-        let uart = shared(Uart::new(serial_sink(&cfg.serial)?, line(COM1_IRQ), clock.clone()));
+        let uart = shared(Uart::new(
+            serial_sink(&cfg.serial)?,
+            line(COM1_IRQ),
+            clock.clone(),
+        ));
         add(&mut pio, COM1_BASE, UART_PORT_LEN, uart.clone())?;
-        add(&mut pio, PIC_MASTER_BASE, PIC_PORT_LEN, shared(PicPorts::new(isa.clone(), PicPortRange::Master)))?;
-        add(&mut pio, PIC_SLAVE_BASE, PIC_PORT_LEN, shared(PicPorts::new(isa.clone(), PicPortRange::Slave)))?;
-        add(&mut pio, ELCR_BASE, 2, shared(PicPorts::new(isa.clone(), PicPortRange::Elcr)))?;
+        add(
+            &mut pio,
+            PIC_MASTER_BASE,
+            PIC_PORT_LEN,
+            shared(PicPorts::new(isa.clone(), PicPortRange::Master)),
+        )?;
+        add(
+            &mut pio,
+            PIC_SLAVE_BASE,
+            PIC_PORT_LEN,
+            shared(PicPorts::new(isa.clone(), PicPortRange::Slave)),
+        )?;
+        add(
+            &mut pio,
+            ELCR_BASE,
+            2,
+            shared(PicPorts::new(isa.clone(), PicPortRange::Elcr)),
+        )?;
         let pit = shared(Pit::new(clock.clone(), line(PIT_IRQ)));
         add(&mut pio, PIT_BASE, PIT_PORT_LEN, pit.clone())?;
         add(&mut pio, PORT61, 1, shared(Port61::new(pit.clone())))?;
@@ -96,15 +122,33 @@ impl Machine {
         add(&mut pio, RTC_BASE, RTC_PORT_LEN, rtc.clone())?;
         let kbc = Arc::new(Mutex::new(I8042::new(control.clone(), line(1), line(12))));
         for port in [I8042_DATA_PORT, I8042_COMMAND_PORT] {
-            add(&mut pio, port, 1, shared(twinvm_devices::i8042::I8042Port::new(kbc.clone(), port)))?;
+            add(
+                &mut pio,
+                port,
+                1,
+                shared(twinvm_devices::i8042::I8042Port::new(kbc.clone(), port)),
+            )?;
         }
-        add(&mut pio, DEBUG_EXIT_PORT, 4, shared(DebugExit::new(control.clone())))?;
+        add(
+            &mut pio,
+            DEBUG_EXIT_PORT,
+            4,
+            shared(DebugExit::new(control.clone())),
+        )?;
         crate::platform::add_power_devices(&mut pio, &control, &clock)?;
 
         let timed: Vec<Arc<Mutex<dyn Timed>>> = vec![pit, rtc, uart.clone()];
         let boot = match (&cfg.kernel, cfg.flat_addr) {
-            (Some(k), Some(addr)) => BootImage::Flat { image: k, addr, entry: cfg.flat_entry.unwrap_or(addr) },
-            (Some(k), None) => BootImage::Kernel { image: k, cmdline: &cfg.cmdline, modules: &cfg.modules },
+            (Some(k), Some(addr)) => BootImage::Flat {
+                image: k,
+                addr,
+                entry: cfg.flat_entry.unwrap_or(addr),
+            },
+            (Some(k), None) => BootImage::Kernel {
+                image: k,
+                cmdline: &cfg.cmdline,
+                modules: &cfg.modules,
+            },
             (None, _) => BootImage::ResetVector,
         };
         let boot_state = loader::load(&mem, &boot).map_err(|e| VmError::Input(e.to_string()))?;
@@ -140,7 +184,11 @@ fn fill_cmos(rtc: &mut Rtc, mem: &GuestMemory) {
     let high_chunks = (mem.ram_size() - low) >> 16;
     rtc.set_cmos(0x15, 0x80);
     rtc.set_cmos(0x16, 0x02);
-    for (reg, v) in [(0x17, kib_above_1m), (0x30, kib_above_1m), (0x34, chunks_above_16m)] {
+    for (reg, v) in [
+        (0x17, kib_above_1m),
+        (0x30, kib_above_1m),
+        (0x34, chunks_above_16m),
+    ] {
         rtc.set_cmos(reg, v as u8);
         rtc.set_cmos(reg + 1, (v >> 8) as u8);
     }

@@ -11,10 +11,23 @@ const LIMIT: Duration = Duration::from_secs(30);
 fn assert_clean_error(args: &[&str], needle: &str) {
     let r = twinvm(args, LIMIT);
     assert_ne!(r.status, 0, "{args:?} should fail");
-    assert!(!r.stderr.contains("panicked"), "{args:?} panicked: {}", r.stderr);
+    assert!(
+        !r.stderr.contains("panicked"),
+        "{args:?} panicked: {}",
+        r.stderr
+    );
     let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{args:?}: want one error line, got:\n{}", r.stderr);
-    assert!(lines[0].contains(needle), "{args:?}: '{}' does not mention '{needle}'", lines[0]);
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: want one error line, got:\n{}",
+        r.stderr
+    );
+    assert!(
+        lines[0].contains(needle),
+        "{args:?}: '{}' does not mention '{needle}'",
+        lines[0]
+    );
 }
 
 #[test]
@@ -48,7 +61,10 @@ fn random_bytes_as_kernel() {
         })
         .collect();
     std::fs::write(&path, bytes).expect("write");
-    assert_clean_error(&["run", "--kernel", path.to_str().expect("utf-8")], "multiboot");
+    assert_clean_error(
+        &["run", "--kernel", path.to_str().expect("utf-8")],
+        "multiboot",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -59,7 +75,15 @@ fn kernel_larger_than_memory() {
     let path = dir.join("big.bin");
     std::fs::write(&path, vec![0x90u8; 3 << 20]).expect("write");
     assert_clean_error(
-        &["run", "--mem", "2M", "--flat-addr", "0x100000", "--kernel", path.to_str().expect("utf-8")],
+        &[
+            "run",
+            "--mem",
+            "2M",
+            "--flat-addr",
+            "0x100000",
+            "--kernel",
+            path.to_str().expect("utf-8"),
+        ],
         "does not fit",
     );
     let _ = std::fs::remove_dir_all(&dir);

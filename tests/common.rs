@@ -59,7 +59,11 @@ pub fn assert_guest_passed(name: &str, r: &Run) {
         fails.is_empty() && passes > 0 && r.status == 1,
         "guest {name}: status {} (want 1), {passes} PASS, failures:\n{}\nstderr:\n{}\nstdout:\n{}",
         r.status,
-        fails.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n"),
+        fails
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
         r.stderr,
         r.stdout
     );

@@ -10,23 +10,43 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn run_kernel(name: &str) {
     let path = firmware(&format!("{name}.elf"));
-    let r = twinvm(&["run", "--no-reboot", "--kernel", path.to_str().expect("utf-8 path")], LIMIT);
+    let r = twinvm(
+        &[
+            "run",
+            "--no-reboot",
+            "--kernel",
+            path.to_str().expect("utf-8 path"),
+        ],
+        LIMIT,
+    );
     assert_guest_passed(name, &r);
 }
 
 #[test]
 fn hello_greets_and_powers_off() {
     let path = firmware("hello.elf");
-    let r = twinvm(&["run", "--kernel", path.to_str().expect("utf-8 path")], LIMIT);
+    let r = twinvm(
+        &["run", "--kernel", path.to_str().expect("utf-8 path")],
+        LIMIT,
+    );
     assert_eq!(r.status, 0, "stderr: {}", r.stderr);
-    assert!(r.stdout.contains("Hello from twinvm guest (64-bit long mode)"), "stdout: {}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("Hello from twinvm guest (64-bit long mode)"),
+        "stdout: {}",
+        r.stdout
+    );
 }
 
 #[test]
 fn builtin_demo_guest_runs_without_arguments() {
     let r = twinvm(&["run"], LIMIT);
     assert_eq!(r.status, 0, "stderr: {}", r.stderr);
-    assert!(r.stdout.contains("Hello from twinvm guest"), "stdout: {}", r.stdout);
+    assert!(
+        r.stdout.contains("Hello from twinvm guest"),
+        "stdout: {}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -52,17 +72,41 @@ fn modes() {
 #[test]
 fn bcd16_real_mode_firmware() {
     let path = firmware("bcd16.rom");
-    let r = twinvm(&["run", "--no-reboot", "--firmware", path.to_str().expect("utf-8 path")], LIMIT);
+    let r = twinvm(
+        &[
+            "run",
+            "--no-reboot",
+            "--firmware",
+            path.to_str().expect("utf-8 path"),
+        ],
+        LIMIT,
+    );
     assert_guest_passed("bcd16", &r);
 }
 
 #[test]
 fn stats_report_instructions() {
     let path = firmware("hello.elf");
-    let r = twinvm(&["run", "--stats", "--kernel", path.to_str().expect("utf-8 path")], LIMIT);
+    let r = twinvm(
+        &[
+            "run",
+            "--stats",
+            "--kernel",
+            path.to_str().expect("utf-8 path"),
+        ],
+        LIMIT,
+    );
     assert_eq!(r.status, 0);
-    let line = r.stderr.lines().find(|l| l.trim_start().starts_with("instructions")).expect("instructions line");
-    let n: u64 = line.split_whitespace().last().and_then(|v| v.parse().ok()).expect("a count");
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("instructions"))
+        .expect("instructions line");
+    let n: u64 = line
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.parse().ok())
+        .expect("a count");
     assert!(n > 100, "{line}");
     assert!(r.stderr.contains("guest MIPS"));
 }

@@ -47,7 +47,10 @@ fn mode_key(cpu: &Cpu) -> u64 {
 
 impl BlockCache {
     pub fn new() -> Self {
-        BlockCache { jump: vec![JumpEntry::default(); JUMP_CACHE], ..Default::default() }
+        BlockCache {
+            jump: vec![JumpEntry::default(); JUMP_CACHE],
+            ..Default::default()
+        }
     }
 
     pub fn block(&self, id: u32) -> &Block {
@@ -78,7 +81,9 @@ impl BlockCache {
         }
         let writes = std::mem::take(&mut cpu.smc_pages);
         for (page, start, end) in writes {
-            let Some(ids) = self.by_page.get(&page) else { continue };
+            let Some(ids) = self.by_page.get(&page) else {
+                continue;
+            };
             let hit: Vec<u32> = ids
                 .iter()
                 .copied()
@@ -96,7 +101,9 @@ impl BlockCache {
     }
 
     fn remove(&mut self, cpu: &mut Cpu, id: u32) {
-        let Some(b) = self.blocks[id as usize].take() else { return };
+        let Some(b) = self.blocks[id as usize].take() else {
+            return;
+        };
         self.by_key.remove(&b.key);
         for &(s, _) in &b.ranges {
             let page = s & !0xfff;
@@ -127,14 +134,19 @@ impl BlockCache {
         }
         let rip = cpu.s.rip;
         // CPL is part of the key because a hit skips the fetch permission check.
-        let mode = mode_key(cpu) | ((cpu.s.cpl() as u64) << 4) | (cpu.s.seg[crate::state::CS].base << 8);
+        let mode =
+            mode_key(cpu) | ((cpu.s.cpl() as u64) << 4) | (cpu.s.seg[crate::state::CS].base << 8);
         let slot = (rip as usize ^ (rip >> 12) as usize) & (JUMP_CACHE - 1);
         let j = self.jump[slot];
         if j.rip == rip && j.mode == mode {
             return Ok(j.block);
         }
         let id = self.lookup_slow(cpu)?;
-        self.jump[slot] = JumpEntry { rip, mode, block: id };
+        self.jump[slot] = JumpEntry {
+            rip,
+            mode,
+            block: id,
+        };
         Ok(id)
     }
 
@@ -195,7 +207,11 @@ impl BlockCache {
             // Fetch what is there; a fault past the first instruction ends the block early
             // instead of faulting (it faults when execution gets there).
             let in_page = (4096 - (lin_at & 0xfff)) as usize;
-            let want = if crossed.is_some() || insns.is_empty() { 15 } else { in_page.min(15) };
+            let want = if crossed.is_some() || insns.is_empty() {
+                15
+            } else {
+                in_page.min(15)
+            };
             match cpu.fetch(lin_at, &mut buf[..want]) {
                 Ok(()) => {}
                 Err(e) if insns.is_empty() => {

@@ -49,7 +49,10 @@ pub struct CpuStats {
 /// A resolved place an operand lives, for read-modify-write instructions.
 #[derive(Clone, Copy, Debug)]
 pub enum Loc {
-    Reg { idx: u8, size: u8 },
+    Reg {
+        idx: u8,
+        size: u8,
+    },
     RegHigh(u8),
     /// A linear address.
     Mem(u64),
@@ -225,7 +228,10 @@ impl Cpu {
             };
             if ((lin as i64) << 16 >> 16) as u64 != lin {
                 return Err(if seg == SS {
-                    Trap::Exception(crate::exception::Exception::with_code(crate::exception::SS, 0))
+                    Trap::Exception(crate::exception::Exception::with_code(
+                        crate::exception::SS,
+                        0,
+                    ))
                 } else {
                     crate::exception::gp0()
                 });

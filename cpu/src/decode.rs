@@ -18,13 +18,18 @@ pub const RIP_BASE: u8 = 0xfe;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operand {
     None,
-    Reg { idx: u8, size: u8 },
+    Reg {
+        idx: u8,
+        size: u8,
+    },
     /// AH, CH, DH, BH.
     RegHigh(u8),
     /// `Insn::imm`.
     Imm,
     /// The instruction's memory operand (`Insn::mem`).
-    Mem { size: u8 },
+    Mem {
+        size: u8,
+    },
     Seg(u8),
     Cr(u8),
     Dr(u8),
@@ -92,17 +97,29 @@ pub fn reg_operand(r: Register) -> Operand {
     if r.is_gpr8() {
         return match r {
             AH | CH | DH | BH => Operand::RegHigh((r as u32 - AH as u32) as u8),
-            _ => Operand::Reg { idx: gpr_index(r), size: 1 },
+            _ => Operand::Reg {
+                idx: gpr_index(r),
+                size: 1,
+            },
         };
     }
     if r.is_gpr16() {
-        return Operand::Reg { idx: gpr_index(r), size: 2 };
+        return Operand::Reg {
+            idx: gpr_index(r),
+            size: 2,
+        };
     }
     if r.is_gpr32() {
-        return Operand::Reg { idx: gpr_index(r), size: 4 };
+        return Operand::Reg {
+            idx: gpr_index(r),
+            size: 4,
+        };
     }
     if r.is_gpr64() {
-        return Operand::Reg { idx: gpr_index(r), size: 8 };
+        return Operand::Reg {
+            idx: gpr_index(r),
+            size: 8,
+        };
     }
     if r.is_segment_register() {
         return Operand::Seg((r as u32 - ES as u32) as u8);
@@ -149,7 +166,11 @@ fn unimplemented(cpu: &mut Cpu, i: &Insn) -> Flow {
     let name = format!("{:?}", i.raw.mnemonic()).to_lowercase();
     let n = cpu.stats.unimplemented.entry(name).or_insert(0);
     if *n == 0 {
-        log::warn!("instruction not implemented, raising #UD: {} at {:#x}", i.raw, cpu.s.rip);
+        log::warn!(
+            "instruction not implemented, raising #UD: {} at {:#x}",
+            i.raw,
+            cpu.s.rip
+        );
     }
     *n += 1;
     Err(crate::exception::ud())
@@ -193,7 +214,13 @@ pub fn lower(raw: &Instruction, bytes: &[u8], bits: u32, model: &CpuModel) -> In
     let mut insn = Insn {
         handler: invalid,
         ops: [Operand::None; 4],
-        mem: MemRef { seg: 3, base: NO_REG, index: NO_REG, scale: 0, disp: 0 },
+        mem: MemRef {
+            seg: 3,
+            base: NO_REG,
+            index: NO_REG,
+            scale: 0,
+            disp: 0,
+        },
         imm: 0,
         imm2: 0,
         rel: 0,
@@ -237,7 +264,9 @@ pub fn lower(raw: &Instruction, bytes: &[u8], bits: u32, model: &CpuModel) -> In
                     scale: raw.memory_index_scale().trailing_zeros() as u8,
                     disp,
                 };
-                Operand::Mem { size: raw.memory_size().size().min(255) as u8 }
+                Operand::Mem {
+                    size: raw.memory_size().size().min(255) as u8,
+                }
             }
             OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => {
                 insn.rel = raw.near_branch_target().wrapping_sub(next_ip);
@@ -280,11 +309,13 @@ pub fn lower(raw: &Instruction, bytes: &[u8], bits: u32, model: &CpuModel) -> In
             | OpKind::MemorySegEDI
             | OpKind::MemorySegRDI => {
                 insn.mem.seg = seg_index(raw.memory_segment());
-                Operand::Mem { size: raw.memory_size().size().min(255) as u8 }
+                Operand::Mem {
+                    size: raw.memory_size().size().min(255) as u8,
+                }
             }
-            OpKind::MemoryESDI | OpKind::MemoryESEDI | OpKind::MemoryESRDI => {
-                Operand::Mem { size: raw.memory_size().size().min(255) as u8 }
-            }
+            OpKind::MemoryESDI | OpKind::MemoryESEDI | OpKind::MemoryESRDI => Operand::Mem {
+                size: raw.memory_size().size().min(255) as u8,
+            },
         };
         insn.ops[n as usize] = op;
     }
@@ -379,7 +410,11 @@ fn condition_code(raw: &Instruction) -> u8 {
 pub fn execute(cpu: &mut Cpu, insn: &Insn) -> Flow {
     cpu.next_rip = cpu.s.rip.wrapping_add(insn.len as u64);
     if !cpu.mode64 {
-        cpu.next_rip &= if insn.raw.code_size() == iced_x86::CodeSize::Code16 { 0xffff } else { 0xffff_ffff };
+        cpu.next_rip &= if insn.raw.code_size() == iced_x86::CodeSize::Code16 {
+            0xffff
+        } else {
+            0xffff_ffff
+        };
     }
     match (insn.handler)(cpu, insn) {
         Ok(()) => {

@@ -31,10 +31,16 @@ pub struct Exception {
 
 impl Exception {
     pub const fn new(vector: u8) -> Self {
-        Exception { vector, error_code: None }
+        Exception {
+            vector,
+            error_code: None,
+        }
     }
     pub const fn with_code(vector: u8, code: u32) -> Self {
-        Exception { vector, error_code: Some(code) }
+        Exception {
+            vector,
+            error_code: Some(code),
+        }
     }
 }
 

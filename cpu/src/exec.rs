@@ -25,7 +25,11 @@ pub enum RunExit {
     /// faulting instruction.
     Exception(crate::exception::Exception),
     /// The guest did something twinvm does not model.
-    Unsupported { what: &'static str, cs: u16, rip: u64 },
+    Unsupported {
+        what: &'static str,
+        cs: u16,
+        rip: u64,
+    },
 }
 
 /// A vCPU run by the interpreter.
@@ -38,7 +42,11 @@ pub struct Interpreter {
 
 impl Interpreter {
     pub fn new(env: CpuEnv, state: CpuState) -> Self {
-        Interpreter { cpu: Cpu::new(env, state), cache: BlockCache::new(), stop_on_exception: false }
+        Interpreter {
+            cpu: Cpu::new(env, state),
+            cache: BlockCache::new(),
+            stop_on_exception: false,
+        }
     }
 
     /// Replaces the CPU state and drops decoded code (it may belong to another mode).
@@ -56,23 +64,41 @@ impl Interpreter {
         if !self.interrupt_window() || !self.cpu.env.intc.intr_pending() {
             return Ok(false);
         }
-        let Some(vector) = self.cpu.env.intc.acknowledge() else { return Ok(false) };
+        let Some(vector) = self.cpu.env.intc.acknowledge() else {
+            return Ok(false);
+        };
         self.cpu.s.events.halted = false;
         self.cpu.stats.interrupts += 1;
         self.deliver(vector, None, EventKind::External)?;
         Ok(true)
     }
 
-    fn deliver(&mut self, vector: u8, error_code: Option<u32>, kind: EventKind) -> Result<(), RunExit> {
-        match self.cpu.deliver_event(Delivery { vector, error_code, kind }) {
+    fn deliver(
+        &mut self,
+        vector: u8,
+        error_code: Option<u32>,
+        kind: EventKind,
+    ) -> Result<(), RunExit> {
+        match self.cpu.deliver_event(Delivery {
+            vector,
+            error_code,
+            kind,
+        }) {
             Ok(()) => Ok(()),
             Err(Trap::Unsupported(what)) => Err(self.unsupported(what)),
-            Err(_) => Err(RunExit::TripleFault { cs: self.cpu.s.seg[crate::state::CS].selector, rip: self.cpu.s.rip }),
+            Err(_) => Err(RunExit::TripleFault {
+                cs: self.cpu.s.seg[crate::state::CS].selector,
+                rip: self.cpu.s.rip,
+            }),
         }
     }
 
     fn unsupported(&self, what: &'static str) -> RunExit {
-        RunExit::Unsupported { what, cs: self.cpu.s.seg[crate::state::CS].selector, rip: self.cpu.s.rip }
+        RunExit::Unsupported {
+            what,
+            cs: self.cpu.s.seg[crate::state::CS].selector,
+            rip: self.cpu.s.rip,
+        }
     }
 
     /// Runs until about `budget` instructions have executed or something needs the

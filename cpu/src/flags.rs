@@ -48,9 +48,28 @@ pub fn sign_bit(size: u8) -> u64 {
     1u64 << (size as u32 * 8 - 1)
 }
 
+/// Even parity of the low byte (PF's definition).
 #[inline]
-fn parity(v: u64) -> bool {
+pub fn parity(v: u64) -> bool {
     (v as u8).count_ones().is_multiple_of(2)
+}
+
+/// `flag` if `cond`, else 0.
+#[inline(always)]
+pub fn flag_if(cond: bool, flag: u64) -> u64 {
+    if cond {
+        flag
+    } else {
+        0
+    }
+}
+
+/// SF, ZF and PF of a result of `size` bytes, for handlers that compute flags eagerly.
+#[inline]
+pub fn szp(size: u8, r: u64) -> u64 {
+    flag_if(parity(r), PF)
+        | flag_if(r & size_mask(size) == 0, ZF)
+        | flag_if(r & sign_bit(size) != 0, SF)
 }
 
 impl LazyFlags {

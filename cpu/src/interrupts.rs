@@ -45,7 +45,11 @@ impl Cpu {
                 let double = d.kind == EventKind::Exception
                     && ((c1 == 1 && c2 == 1) || (c1 == 2 && (c2 == 1 || c2 == 2)));
                 if double {
-                    let df = Delivery { vector: DF, error_code: Some(0), kind: EventKind::Exception };
+                    let df = Delivery {
+                        vector: DF,
+                        error_code: Some(0),
+                        kind: EventKind::Exception,
+                    };
                     return self.deliver_once(df);
                 }
                 // Benign combinations: deliver the second one on its own.
@@ -83,7 +87,11 @@ impl Cpu {
         self.push(2, self.s.seg[CS].selector as u64)?;
         self.push(2, self.s.rip)?;
         self.set_rflags(flags & !(rflags::IF | rflags::TF | rflags::AC | rflags::RF));
-        self.s.seg[CS] = Segment { selector: (entry >> 16) as u16, base: (entry >> 16 & 0xffff) << 4, ..self.s.seg[CS] };
+        self.s.seg[CS] = Segment {
+            selector: (entry >> 16) as u16,
+            base: (entry >> 16 & 0xffff) << 4,
+            ..self.s.seg[CS]
+        };
         self.s.rip = entry & 0xffff;
         self.update_mode();
         Ok(())
@@ -101,7 +109,11 @@ impl Cpu {
             return Err(gp(self.idt_error(d)));
         }
         let lo = self.read_lin_sys(self.s.idtr.base + off, 8)?;
-        let hi = if size == 16 { self.read_lin_sys(self.s.idtr.base + off + 8, 8)? } else { 0 };
+        let hi = if size == 16 {
+            self.read_lin_sys(self.s.idtr.base + off + 8, 8)?
+        } else {
+            0
+        };
         Ok((lo, hi))
     }
 
@@ -157,7 +169,13 @@ impl Cpu {
             old_rsp
         } & !0xf;
         // Build the frame first, then commit, so a fault leaves the state untouched.
-        let mut frame = vec![old_ss.selector as u64, old_rsp, flags, self.s.seg[CS].selector as u64, self.s.rip];
+        let mut frame = vec![
+            old_ss.selector as u64,
+            old_rsp,
+            flags,
+            self.s.seg[CS].selector as u64,
+            self.s.rip,
+        ];
         if let Some(ec) = d.error_code {
             frame.push(ec as u64);
         }
@@ -173,9 +191,17 @@ impl Cpu {
         }
         self.s.gpr[RSP] = sp;
         if new_cpl < old_cpl {
-            self.s.seg[SS] = Segment { selector: new_cpl as u16, base: 0, limit: 0, attr: crate::state::seg_attr::UNUSABLE | ((new_cpl as u32) << 5) };
+            self.s.seg[SS] = Segment {
+                selector: new_cpl as u16,
+                base: 0,
+                limit: 0,
+                attr: crate::state::seg_attr::UNUSABLE | ((new_cpl as u32) << 5),
+            };
         }
-        self.s.seg[CS] = Segment { selector: (selector & !3) | new_cpl as u16, ..code };
+        self.s.seg[CS] = Segment {
+            selector: (selector & !3) | new_cpl as u16,
+            ..code
+        };
         self.s.rip = target;
         let mut nf = flags & !(rflags::TF | rflags::NT | rflags::RF | rflags::VM);
         if attr & 0xf == 0xe {
@@ -188,7 +214,10 @@ impl Cpu {
 
     fn read_tss64(&mut self, off: u64) -> Result<u64, Trap> {
         if off + 7 > self.s.tr.limit as u64 {
-            return Err(Trap::Exception(Exception::with_code(TS, self.s.tr.selector as u32 & !3)));
+            return Err(Trap::Exception(Exception::with_code(
+                TS,
+                self.s.tr.selector as u32 & !3,
+            )));
         }
         self.read_lin_sys(self.s.tr.base + off, 8)
     }
@@ -199,12 +228,18 @@ impl Cpu {
         if selector & !3 == 0 {
             return Err(gp(0));
         }
-        let seg = self.read_descriptor(selector)?.ok_or_else(|| gp(selector as u32 & !3))?;
-        if seg.attr & crate::state::seg_attr::S == 0 || seg.attr & crate::state::seg_attr::CODE == 0 {
+        let seg = self
+            .read_descriptor(selector)?
+            .ok_or_else(|| gp(selector as u32 & !3))?;
+        if seg.attr & crate::state::seg_attr::S == 0 || seg.attr & crate::state::seg_attr::CODE == 0
+        {
             return Err(gp(selector as u32 & !3));
         }
         if !seg.present() {
-            return Err(Trap::Exception(Exception::with_code(NP, selector as u32 & !3)));
+            return Err(Trap::Exception(Exception::with_code(
+                NP,
+                selector as u32 & !3,
+            )));
         }
         Ok(seg)
     }
@@ -232,16 +267,30 @@ impl Cpu {
             let tss = self.s.tr;
             let off = 4 + new_cpl as u64 * 8;
             if off + 5 > tss.limit as u64 {
-                return Err(Trap::Exception(Exception::with_code(TS, tss.selector as u32 & !3)));
+                return Err(Trap::Exception(Exception::with_code(
+                    TS,
+                    tss.selector as u32 & !3,
+                )));
             }
             let esp = self.read_lin_sys(tss.base + off, 4)?;
             let ss_sel = self.read_lin_sys(tss.base + off + 4, 2)? as u16;
-            let ss = self.read_descriptor(ss_sel)?.ok_or(Trap::Exception(Exception::with_code(TS, ss_sel as u32 & !3)))?;
+            let ss = self
+                .read_descriptor(ss_sel)?
+                .ok_or(Trap::Exception(Exception::with_code(
+                    TS,
+                    ss_sel as u32 & !3,
+                )))?;
             if !ss.present() {
-                return Err(Trap::Exception(Exception::with_code(SS_VEC, ss_sel as u32 & !3)));
+                return Err(Trap::Exception(Exception::with_code(
+                    SS_VEC,
+                    ss_sel as u32 & !3,
+                )));
             }
             let (old_ss, old_esp) = (self.s.seg[SS], self.s.gpr[RSP]);
-            self.s.seg[SS] = Segment { selector: ss_sel, ..ss };
+            self.s.seg[SS] = Segment {
+                selector: ss_sel,
+                ..ss
+            };
             self.s.gpr[RSP] = esp;
             self.tlb.set_user(false);
             let pushed = (|| {
@@ -262,7 +311,10 @@ impl Cpu {
         if let Some(ec) = d.error_code {
             self.push(size, ec as u64)?;
         }
-        self.s.seg[CS] = Segment { selector: (selector & !3) | new_cpl as u16, ..code };
+        self.s.seg[CS] = Segment {
+            selector: (selector & !3) | new_cpl as u16,
+            ..code
+        };
         self.s.rip = if gate32 { target } else { target & 0xffff };
         let mut nf = flags & !(rflags::TF | rflags::NT | rflags::RF | rflags::VM);
         if attr & 7 == 6 {

@@ -44,7 +44,10 @@ impl Default for Tlb {
 
 impl Tlb {
     pub fn new() -> Self {
-        Tlb { entries: Box::new([[Entry::default(); TLB_SIZE]; 3]), tag_bits: 1 }
+        Tlb {
+            entries: Box::new([[Entry::default(); TLB_SIZE]; 3]),
+            tag_bits: 1,
+        }
     }
 
     pub fn set_user(&mut self, user: bool) {
@@ -181,10 +184,18 @@ impl Cpu {
         let mut nx = false;
         let mut level = levels;
         loop {
-            let (shift, idx_bits) = if wide { (12 + 9 * (level - 1), 9) } else { (12 + 10 * (level - 1), 10) };
+            let (shift, idx_bits) = if wide {
+                (12 + 9 * (level - 1), 9)
+            } else {
+                (12 + 10 * (level - 1), 10)
+            };
             let idx = (lin >> shift) & ((1 << idx_bits) - 1);
             // The PAE PDPT has 4 entries indexed by bits 31:30.
-            let idx = if wide && levels == 3 && level == 3 { (lin >> 30) & 3 } else { idx };
+            let idx = if wide && levels == 3 && level == 3 {
+                (lin >> 30) & 3
+            } else {
+                idx
+            };
             let addr = table + idx * if wide { 8 } else { 4 };
             let pte = self.read_pte(addr, wide)?;
             if pte & PTE_P == 0 {
@@ -199,7 +210,8 @@ impl Cpu {
             let large = level > 1
                 && pte & PTE_PS != 0
                 && !pdpt_pae
-                && (level <= 2 && (wide || self.s.cr4 & cr4::PSE != 0) || (level == 3 && levels == 4));
+                && (level <= 2 && (wide || self.s.cr4 & cr4::PSE != 0)
+                    || (level == 3 && levels == 4));
             if level == 1 || large {
                 let page_size_shift = shift;
                 if access == Access::Write && !writable && (user || wp) {
@@ -227,7 +239,11 @@ impl Cpu {
             if !pdpt_pae {
                 self.set_pte_bits(addr, pte, PTE_A, wide);
             }
-            table = if wide { pte & phys_mask & !0xfff } else { pte & 0xffff_f000 };
+            table = if wide {
+                pte & phys_mask & !0xfff
+            } else {
+                pte & 0xffff_f000
+            };
             level -= 1;
         }
     }

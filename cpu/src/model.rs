@@ -109,10 +109,17 @@ impl CpuModel {
                 let n = self.brand.len().min(47);
                 b[..n].copy_from_slice(&self.brand.as_bytes()[..n]);
                 let off = ((leaf - 0x8000_0002) * 16) as usize;
-                let w = |i: usize| u32::from_le_bytes([b[off + i], b[off + i + 1], b[off + i + 2], b[off + i + 3]]);
+                let w = |i: usize| {
+                    u32::from_le_bytes([b[off + i], b[off + i + 1], b[off + i + 2], b[off + i + 3]])
+                };
                 [w(0), w(4), w(8), w(12)]
             }
-            0x8000_0008 => [(self.phys_bits as u32) | ((self.virt_bits as u32) << 8), 0, 0, 0],
+            0x8000_0008 => [
+                (self.phys_bits as u32) | ((self.virt_bits as u32) << 8),
+                0,
+                0,
+                0,
+            ],
             // Leaves past the maximum answer as the highest basic leaf does (Intel SDM,
             // CPUID: "If a value entered for CPUID.EAX is higher than the maximum input value
             // for basic or extended function ... the data for the highest basic information

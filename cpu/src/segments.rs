@@ -29,7 +29,10 @@ impl Cpu {
         let raw = self.read_lin_sys(addr, 8)?;
         let mut seg = decode_descriptor(selector, raw);
         // A 16-byte system descriptor in long mode carries base bits 63:32 in the next qword.
-        if self.s.long_mode_active() && seg.attr & seg_attr::S == 0 && matches!(seg.attr & 0xf, 2 | 9 | 0xb) {
+        if self.s.long_mode_active()
+            && seg.attr & seg_attr::S == 0
+            && matches!(seg.attr & 0xf, 2 | 9 | 0xb)
+        {
             let hi = self.read_lin_sys(addr + 8, 8)?;
             seg.base |= (hi & 0xffff_ffff) << 32;
         }
@@ -47,7 +50,11 @@ impl Cpu {
     /// Loads a data or stack segment register (not CS).
     pub fn load_segment(&mut self, seg: usize, selector: u16) -> Result<(), Trap> {
         if self.s.cr0 & cr0::PE == 0 || self.s.rflags & rflags::VM != 0 {
-            self.s.seg[seg] = Segment { selector, base: (selector as u64) << 4, ..self.s.seg[seg] };
+            self.s.seg[seg] = Segment {
+                selector,
+                base: (selector as u64) << 4,
+                ..self.s.seg[seg]
+            };
             if seg == SS {
                 self.update_mode();
             }
@@ -59,7 +66,12 @@ impl Cpu {
             if seg == SS && !(self.mode64 && rpl == cpl) {
                 return Err(gp(0));
             }
-            self.s.seg[seg] = Segment { selector, base: 0, limit: 0, attr: seg_attr::UNUSABLE };
+            self.s.seg[seg] = Segment {
+                selector,
+                base: 0,
+                limit: 0,
+                attr: seg_attr::UNUSABLE,
+            };
             return Ok(());
         };
         let code = desc.attr & seg_attr::CODE != 0;
@@ -72,7 +84,10 @@ impl Cpu {
                 return Err(gp(selector as u32 & !3));
             }
             if !desc.present() {
-                return Err(Trap::Exception(Exception::with_code(SS_VEC, selector as u32 & !3)));
+                return Err(Trap::Exception(Exception::with_code(
+                    SS_VEC,
+                    selector as u32 & !3,
+                )));
             }
         } else {
             if code && !rw {
@@ -83,7 +98,10 @@ impl Cpu {
                 return Err(gp(selector as u32 & !3));
             }
             if !desc.present() {
-                return Err(Trap::Exception(Exception::with_code(NP, selector as u32 & !3)));
+                return Err(Trap::Exception(Exception::with_code(
+                    NP,
+                    selector as u32 & !3,
+                )));
             }
         }
         self.s.seg[seg] = desc;
@@ -97,14 +115,22 @@ impl Cpu {
     /// (the gate and privilege-changing forms come with the system-CPU work).
     pub fn load_cs_far(&mut self, selector: u16, offset: u64, size: u8) -> Result<(), Trap> {
         if self.s.cr0 & cr0::PE == 0 || self.s.rflags & rflags::VM != 0 {
-            self.s.seg[CS] = Segment { selector, base: (selector as u64) << 4, ..self.s.seg[CS] };
+            self.s.seg[CS] = Segment {
+                selector,
+                base: (selector as u64) << 4,
+                ..self.s.seg[CS]
+            };
             self.next_rip = offset & if size == 2 { 0xffff } else { 0xffff_ffff };
             self.update_mode();
             return Ok(());
         }
-        let Some(desc) = self.read_descriptor(selector)? else { return Err(gp(0)) };
+        let Some(desc) = self.read_descriptor(selector)? else {
+            return Err(gp(0));
+        };
         if desc.attr & seg_attr::S == 0 {
-            return Err(Trap::Unsupported("far transfer through a call gate or task (system-CPU work)"));
+            return Err(Trap::Unsupported(
+                "far transfer through a call gate or task (system-CPU work)",
+            ));
         }
         if desc.attr & seg_attr::CODE == 0 {
             return Err(gp(selector as u32 & !3));
@@ -119,7 +145,10 @@ impl Cpu {
             return Err(gp(selector as u32 & !3));
         }
         if !desc.present() {
-            return Err(Trap::Exception(Exception::with_code(NP, selector as u32 & !3)));
+            return Err(Trap::Exception(Exception::with_code(
+                NP,
+                selector as u32 & !3,
+            )));
         }
         let long = self.s.long_mode_active() && desc.long();
         let target = match (long, size) {
@@ -130,7 +159,10 @@ impl Cpu {
         if !long && target > desc.limit as u64 {
             return Err(gp(0));
         }
-        self.s.seg[CS] = Segment { selector: (selector & !3) | cpl as u16, ..desc };
+        self.s.seg[CS] = Segment {
+            selector: (selector & !3) | cpl as u16,
+            ..desc
+        };
         self.next_rip = target;
         self.update_mode();
         Ok(())
@@ -144,8 +176,17 @@ pub fn decode_descriptor(selector: u16, raw: u64) -> Segment {
     let access = ((raw >> 40) & 0xff) as u32;
     let flags = ((raw >> 52) & 0xf) as u32;
     let g = flags & 8 != 0;
-    let limit = if g { ((limit_raw as u32) << 12) | 0xfff } else { limit_raw as u32 };
-    Segment { selector, base, limit, attr: access | (flags << 12) }
+    let limit = if g {
+        ((limit_raw as u32) << 12) | 0xfff
+    } else {
+        limit_raw as u32
+    };
+    Segment {
+        selector,
+        base,
+        limit,
+        attr: access | (flags << 12),
+    }
 }
 
 #[cfg(test)]

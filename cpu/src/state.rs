@@ -140,7 +140,12 @@ impl Segment {
         } else {
             attr |= seg_attr::DB;
         }
-        Segment { selector, base: 0, limit: 0xffff_ffff, attr }
+        Segment {
+            selector,
+            base: 0,
+            limit: 0xffff_ffff,
+            attr,
+        }
     }
 
     pub fn dpl(&self) -> u8 {
@@ -208,7 +213,10 @@ impl std::fmt::Debug for FxState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FxState")
             .field("fcw", &u16::from_le_bytes([self.0[0], self.0[1]]))
-            .field("mxcsr", &u32::from_le_bytes([self.0[24], self.0[25], self.0[26], self.0[27]]))
+            .field(
+                "mxcsr",
+                &u32::from_le_bytes([self.0[24], self.0[25], self.0[26], self.0[27]]),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -282,10 +290,24 @@ impl CpuState {
             rip: 0xfff0,
             rflags: rflags::FIXED1,
             seg,
-            ldtr: Segment { attr: 0x82, limit: 0xffff, ..Default::default() },
-            tr: Segment { attr: 0x8b, limit: 0xffff, ..Default::default() },
-            gdtr: TableReg { base: 0, limit: 0xffff },
-            idtr: TableReg { base: 0, limit: 0xffff },
+            ldtr: Segment {
+                attr: 0x82,
+                limit: 0xffff,
+                ..Default::default()
+            },
+            tr: Segment {
+                attr: 0x8b,
+                limit: 0xffff,
+                ..Default::default()
+            },
+            gdtr: TableReg {
+                base: 0,
+                limit: 0xffff,
+            },
+            idtr: TableReg {
+                base: 0,
+                limit: 0xffff,
+            },
             cr0: cr0::ET | cr0::NW | cr0::CD,
             cr2: 0,
             cr3: 0,

@@ -6,8 +6,8 @@ fn mov_push_pop_call_ret_run() {
     let mut m = machine64();
     // mov eax, 5; push rax; pop rbx; call +0 ; pop rcx; mov [rip+0x100], rbx ; mov rdx, [rip+0xf9]
     let code = [
-        0xb8, 5, 0, 0, 0, 0x50, 0x5b, 0xe8, 0, 0, 0, 0, 0x59, 0x48, 0x89, 0x1d, 0, 1, 0, 0, 0x48, 0x8b, 0x15,
-        0xf9, 0, 0, 0,
+        0xb8, 5, 0, 0, 0, 0x50, 0x5b, 0xe8, 0, 0, 0, 0, 0x59, 0x48, 0x89, 0x1d, 0, 1, 0, 0, 0x48,
+        0x8b, 0x15, 0xf9, 0, 0, 0,
     ];
     assert_eq!(run64(&mut m, &code), RunExit::Halted);
     let s = m.cpu.state();

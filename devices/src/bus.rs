@@ -54,17 +54,35 @@ impl Bus {
         Self::default()
     }
 
-    pub fn insert(&mut self, start: u64, len: u64, device: SharedDevice) -> Result<(), BusConflict> {
+    pub fn insert(
+        &mut self,
+        start: u64,
+        len: u64,
+        device: SharedDevice,
+    ) -> Result<(), BusConflict> {
         let name = device.lock().map(|d| d.name()).unwrap_or("poisoned");
         if let Some(m) = self
             .mappings
             .iter()
             .find(|m| start < m.start + m.len && m.start < start + len)
         {
-            return Err(BusConflict { name, start, len, existing: m.name });
+            return Err(BusConflict {
+                name,
+                start,
+                len,
+                existing: m.name,
+            });
         }
         let pos = self.mappings.partition_point(|m| m.start < start);
-        self.mappings.insert(pos, Mapping { start, len, name, device });
+        self.mappings.insert(
+            pos,
+            Mapping {
+                start,
+                len,
+                name,
+                device,
+            },
+        );
         Ok(())
     }
 
@@ -128,7 +146,8 @@ mod tests {
     #[test]
     fn dispatch_and_unclaimed() {
         let mut bus = Bus::new();
-        bus.insert(0x10, 4, Arc::new(Mutex::new(Scratch(5)))).unwrap();
+        bus.insert(0x10, 4, Arc::new(Mutex::new(Scratch(5))))
+            .unwrap();
         let mut b = [0u8; 1];
         assert_eq!(bus.read(0x12, &mut b), Some("scratch"));
         assert_eq!(b[0], 7);
@@ -142,8 +161,11 @@ mod tests {
     #[test]
     fn overlap_is_refused() {
         let mut bus = Bus::new();
-        bus.insert(0x10, 4, Arc::new(Mutex::new(Scratch(0)))).unwrap();
-        let err = bus.insert(0x13, 2, Arc::new(Mutex::new(Scratch(0)))).unwrap_err();
+        bus.insert(0x10, 4, Arc::new(Mutex::new(Scratch(0))))
+            .unwrap();
+        let err = bus
+            .insert(0x13, 2, Arc::new(Mutex::new(Scratch(0))))
+            .unwrap_err();
         assert_eq!(err.existing, "scratch");
     }
 }

@@ -34,12 +34,21 @@ impl fmt::Display for MemoryError {
         match self {
             MemoryError::InvalidSize(s) => write!(f, "invalid guest memory size {s} bytes"),
             MemoryError::HostMap { size, source } => {
-                write!(f, "cannot map {} MiB of guest memory on the host: {source}", size >> 20)
+                write!(
+                    f,
+                    "cannot map {} MiB of guest memory on the host: {source}",
+                    size >> 20
+                )
             }
             MemoryError::Unmapped { gpa, len } => {
-                write!(f, "guest physical range {gpa:#x}+{len:#x} is not backed by memory")
+                write!(
+                    f,
+                    "guest physical range {gpa:#x}+{len:#x} is not backed by memory"
+                )
             }
-            MemoryError::ReadOnly { gpa } => write!(f, "guest physical address {gpa:#x} is read-only"),
+            MemoryError::ReadOnly { gpa } => {
+                write!(f, "guest physical address {gpa:#x} is read-only")
+            }
         }
     }
 }
@@ -320,7 +329,10 @@ mod tests {
 
     #[test]
     fn zero_size_is_an_error() {
-        assert!(matches!(GuestMemory::new(0), Err(MemoryError::InvalidSize(0))));
+        assert!(matches!(
+            GuestMemory::new(0),
+            Err(MemoryError::InvalidSize(0))
+        ));
     }
 
     #[test]
@@ -334,7 +346,10 @@ mod tests {
         assert_eq!(b[0], 0xea);
         m.read(0xffff0, &mut b).unwrap();
         assert_eq!(b[0], 0xea);
-        assert!(matches!(m.write(0xffff0, &[1]), Err(MemoryError::ReadOnly { .. })));
+        assert!(matches!(
+            m.write(0xffff0, &[1]),
+            Err(MemoryError::ReadOnly { .. })
+        ));
         // RAM below the alias is intact.
         m.write(0xeffff, &[7]).unwrap();
     }

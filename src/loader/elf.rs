@@ -41,19 +41,35 @@ pub fn parse(data: &[u8]) -> Result<Elf, LoadError> {
     let class64 = match data.get(4) {
         Some(1) => false,
         Some(2) => true,
-        _ => return Err(LoadError::Malformed("ELF file with an unknown class".into())),
+        _ => {
+            return Err(LoadError::Malformed(
+                "ELF file with an unknown class".into(),
+            ))
+        }
     };
     if data.get(5) != Some(&1) {
         return Err(LoadError::Malformed("ELF file is not little-endian".into()));
     }
     let machine = field(data, 18, 2)?;
     if machine != 3 && machine != 62 {
-        return Err(LoadError::Malformed(format!("ELF file is for machine {machine}, not x86")));
+        return Err(LoadError::Malformed(format!(
+            "ELF file is for machine {machine}, not x86"
+        )));
     }
     let (entry, phoff, phentsize, phnum) = if class64 {
-        (field(data, 24, 8)?, field(data, 32, 8)?, field(data, 54, 2)?, field(data, 56, 2)?)
+        (
+            field(data, 24, 8)?,
+            field(data, 32, 8)?,
+            field(data, 54, 2)?,
+            field(data, 56, 2)?,
+        )
     } else {
-        (field(data, 24, 4)?, field(data, 28, 4)?, field(data, 42, 2)?, field(data, 44, 2)?)
+        (
+            field(data, 24, 4)?,
+            field(data, 28, 4)?,
+            field(data, 42, 2)?,
+            field(data, 44, 2)?,
+        )
     };
     let mut segments = Vec::new();
     for n in 0..phnum {
@@ -84,7 +100,12 @@ pub fn parse(data: &[u8]) -> Result<Elf, LoadError> {
                 memsz: field(data, base + 20, 4)?,
             }
         };
-        if seg.filesz > seg.memsz || seg.offset.checked_add(seg.filesz).is_none_or(|e| e > data.len() as u64) {
+        if seg.filesz > seg.memsz
+            || seg
+                .offset
+                .checked_add(seg.filesz)
+                .is_none_or(|e| e > data.len() as u64)
+        {
             return Err(LoadError::Malformed(format!(
                 "ELF segment at file offset {:#x} (size {:#x}) lies outside the file",
                 seg.offset, seg.filesz
@@ -93,9 +114,15 @@ pub fn parse(data: &[u8]) -> Result<Elf, LoadError> {
         segments.push(seg);
     }
     if segments.is_empty() {
-        return Err(LoadError::Malformed("ELF file has no loadable segments".into()));
+        return Err(LoadError::Malformed(
+            "ELF file has no loadable segments".into(),
+        ));
     }
-    Ok(Elf { entry, segments, class64 })
+    Ok(Elf {
+        entry,
+        segments,
+        class64,
+    })
 }
 
 impl Elf {

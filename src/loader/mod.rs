@@ -22,7 +22,9 @@ pub enum LoadError {
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoadError::NotAnImage(m) | LoadError::Malformed(m) | LoadError::TooLarge(m) => f.write_str(m),
+            LoadError::NotAnImage(m) | LoadError::Malformed(m) | LoadError::TooLarge(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -38,9 +40,17 @@ pub struct Module {
 /// What the guest boots from.
 pub enum BootImage<'a> {
     /// A multiboot v1 kernel (ELF, or flat with the address fields of its header).
-    Kernel { image: &'a [u8], cmdline: &'a str, modules: &'a [Module] },
+    Kernel {
+        image: &'a [u8],
+        cmdline: &'a str,
+        modules: &'a [Module],
+    },
     /// A raw binary loaded at `addr` and entered at `entry` in 32-bit flat protected mode.
-    Flat { image: &'a [u8], addr: u64, entry: u64 },
+    Flat {
+        image: &'a [u8],
+        addr: u64,
+        entry: u64,
+    },
     /// Nothing to load: firmware at the reset vector runs.
     ResetVector,
 }
@@ -54,13 +64,18 @@ pub fn write_ram(mem: &GuestMemory, addr: u64, data: &[u8], what: &str) -> Resul
             mem.ram_size() >> 20
         )));
     }
-    mem.write(addr, data).map_err(|e| LoadError::TooLarge(format!("{what}: {e}")))
+    mem.write(addr, data)
+        .map_err(|e| LoadError::TooLarge(format!("{what}: {e}")))
 }
 
 /// Loads the image and returns the vCPU's initial state.
 pub fn load(mem: &GuestMemory, boot: &BootImage) -> Result<CpuState, LoadError> {
     match boot {
-        BootImage::Kernel { image, cmdline, modules } => multiboot::load(mem, image, cmdline, modules),
+        BootImage::Kernel {
+            image,
+            cmdline,
+            modules,
+        } => multiboot::load(mem, image, cmdline, modules),
         BootImage::Flat { image, addr, entry } => {
             write_ram(mem, *addr, image, "flat image")?;
             let mut s = CpuState::protected_flat();

@@ -67,14 +67,18 @@ fn load_kernel(mem: &GuestMemory, image: &[u8], h: &Header) -> Result<(u64, u64)
     if h.flags & FLAG_ADDRESS_FIELDS != 0 {
         let start = (h.offset as u64)
             .checked_sub(h.header_addr.wrapping_sub(h.load_addr) as u64)
-            .ok_or_else(|| LoadError::Malformed("multiboot header: load_addr lies after header_addr".into()))?;
+            .ok_or_else(|| {
+                LoadError::Malformed("multiboot header: load_addr lies after header_addr".into())
+            })?;
         let end = if h.load_end_addr == 0 {
             image.len() as u64
         } else {
             start + h.load_end_addr.wrapping_sub(h.load_addr) as u64
         };
         if end > image.len() as u64 || end < start {
-            return Err(LoadError::Malformed("multiboot header: load_end_addr lies beyond the file".into()));
+            return Err(LoadError::Malformed(
+                "multiboot header: load_end_addr lies beyond the file".into(),
+            ));
         }
         let load = h.load_addr as u64;
         write_ram(mem, load, &image[start as usize..end as usize], "kernel")?;
@@ -88,7 +92,8 @@ fn load_kernel(mem: &GuestMemory, image: &[u8], h: &Header) -> Result<(u64, u64)
     }
     if !elf::is_elf(image) {
         return Err(LoadError::Malformed(
-            "multiboot kernel is not ELF and its header does not give load addresses (flag 16)".into(),
+            "multiboot kernel is not ELF and its header does not give load addresses (flag 16)"
+                .into(),
         ));
     }
     let e = elf::parse(image)?;
@@ -101,7 +106,9 @@ fn load_kernel(mem: &GuestMemory, image: &[u8], h: &Header) -> Result<(u64, u64)
     }
     let entry = e.physical_entry();
     if entry >= FOUR_GIB {
-        return Err(LoadError::Malformed(format!("kernel entry point {entry:#x} is above 4 GiB")));
+        return Err(LoadError::Malformed(format!(
+            "kernel entry point {entry:#x} is above 4 GiB"
+        )));
     }
     Ok((entry, top))
 }
@@ -120,7 +127,9 @@ impl Strings {
         let mut b = s.as_bytes().to_vec();
         b.push(0);
         if self.next + b.len() as u64 > STRINGS_END {
-            return Err(LoadError::TooLarge("command line and module names are too long".into()));
+            return Err(LoadError::TooLarge(
+                "command line and module names are too long".into(),
+            ));
         }
         let at = self.next;
         write_ram(mem, at, &b, "boot string")?;
@@ -131,7 +140,10 @@ impl Strings {
 
 /// The memory map a PC BIOS would report for this memory layout.
 pub fn memory_map(mem: &GuestMemory) -> Vec<(u64, u64, u32)> {
-    let mut map = vec![(0, LOW_MEM_END, 1), (LOW_MEM_END, 0x10_0000 - LOW_MEM_END, 2)];
+    let mut map = vec![
+        (0, LOW_MEM_END, 1),
+        (LOW_MEM_END, 0x10_0000 - LOW_MEM_END, 2),
+    ];
     let low = mem.low_ram_size();
     if low > 0x10_0000 {
         map.push((0x10_0000, low - 0x10_0000, 1));
@@ -142,7 +154,12 @@ pub fn memory_map(mem: &GuestMemory) -> Vec<(u64, u64, u32)> {
     map
 }
 
-pub fn load(mem: &GuestMemory, image: &[u8], cmdline: &str, modules: &[Module]) -> Result<CpuState, LoadError> {
+pub fn load(
+    mem: &GuestMemory,
+    image: &[u8],
+    cmdline: &str,
+    modules: &[Module],
+) -> Result<CpuState, LoadError> {
     let Some(h) = find_header(image) else {
         let what = if elf::is_elf(image) {
             "an ELF file without a multiboot header in its first 8 KiB"
@@ -243,7 +260,10 @@ mod tests {
     #[test]
     fn loads_flat_multiboot_with_bss_and_info() {
         let mem = GuestMemory::new(32 << 20).unwrap();
-        let mods = [Module { name: "initrd".into(), data: vec![7; 100] }];
+        let mods = [Module {
+            name: "initrd".into(),
+            data: vec![7; 100],
+        }];
         let s = load(&mem, &flat_kernel(), "console=ttyS0", &mods).unwrap();
         assert_eq!(s.rip, 0x10_0020);
         assert_eq!(s.gpr[RAX], BOOTLOADER_MAGIC as u64);
@@ -265,8 +285,13 @@ mod tests {
     #[test]
     fn random_bytes_are_not_an_image() {
         let mem = GuestMemory::new(4 << 20).unwrap();
-        let junk: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-        assert!(matches!(load(&mem, &junk, "", &[]), Err(LoadError::NotAnImage(_))));
+        let junk: Vec<u8> = (0..1 << 20)
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert!(matches!(
+            load(&mem, &junk, "", &[]),
+            Err(LoadError::NotAnImage(_))
+        ));
     }
 
     #[test]
@@ -274,6 +299,9 @@ mod tests {
         let mem = GuestMemory::new(2 << 20).unwrap();
         let mut k = flat_kernel();
         k.resize(3 << 20, 0);
-        assert!(matches!(load(&mem, &k, "", &[]), Err(LoadError::TooLarge(_))));
+        assert!(matches!(
+            load(&mem, &k, "", &[]),
+            Err(LoadError::TooLarge(_))
+        ));
     }
 }

@@ -19,7 +19,7 @@ use crate::cpu::Cpu;
 use crate::decode::{Handler, Insn};
 use crate::exception::{ud, Exception, Flow, Trap, DE};
 use crate::model::CpuModel;
-use crate::state::rflags::{AF, ARITH, CF, OF, PF, SF, ZF};
+use crate::state::rflags::{AF, ARITH, CF, OF};
 use crate::state::RAX;
 
 pub fn lookup(i: &Instruction, _model: &CpuModel) -> Option<Handler> {
@@ -35,34 +35,16 @@ pub fn lookup(i: &Instruction, _model: &CpuModel) -> Option<Handler> {
     })
 }
 
-#[inline]
-fn parity(v: u64) -> u64 {
-    if (v as u8).count_ones() & 1 == 0 {
-        PF
-    } else {
-        0
-    }
-}
-
-#[inline]
-fn bit(cond: bool, flag: u64) -> u64 {
-    if cond {
-        flag
-    } else {
-        0
-    }
-}
+use crate::flags::{flag_if as bit, szp};
 
 /// SF/ZF/PF of an 8-bit result.
 fn szp8(v: u64) -> u64 {
-    let v = v & 0xff;
-    parity(v) | bit(v == 0, ZF) | bit(v & 0x80 != 0, SF)
+    szp(1, v)
 }
 
 /// SF/ZF/PF of a 16-bit result (PF, as always, from the low byte).
 fn szp16(v: u64) -> u64 {
-    let v = v & 0xffff;
-    parity(v) | bit(v == 0, ZF) | bit(v & 0x8000 != 0, SF)
+    szp(2, v)
 }
 
 fn check_mode(c: &Cpu) -> Flow {

@@ -54,20 +54,7 @@ fn lock_ud(_: &mut Cpu, _: &Insn) -> Flow {
     Err(ud())
 }
 
-/// `f` if `b`, else 0.
-#[inline(always)]
-pub(crate) fn flag(b: bool, f: u64) -> u64 {
-    if b {
-        f
-    } else {
-        0
-    }
-}
-
-#[inline]
-fn parity(v: u64) -> bool {
-    (v as u8).count_ones() % 2 == 0
-}
+pub(crate) use crate::flags::{flag_if as flag, parity};
 
 /// Whether a write's outcome is a fault. `Trap::Stop` means the write happened and the
 /// machine stops after this instruction, so the instruction must still complete.

@@ -26,7 +26,9 @@ pub fn lookup(i: &Instruction, _model: &CpuModel) -> Option<Handler> {
         },
         Ret => ret,
         Retf => retf,
-        Jo | Jno | Jb | Jae | Je | Jne | Jbe | Ja | Js | Jns | Jp | Jnp | Jl | Jge | Jle | Jg => jcc,
+        Jo | Jno | Jb | Jae | Je | Jne | Jbe | Ja | Js | Jns | Jp | Jnp | Jl | Jge | Jle | Jg => {
+            jcc
+        }
         Loop => loop_,
         Loope => loope,
         Loopne => loopne,
@@ -158,7 +160,9 @@ fn retf(c: &mut Cpu, i: &Insn) -> Flow {
     let off = c.stack_peek(0, size)?;
     let sel = c.stack_peek(size as u64, size)? as u16;
     if c.s.cr0 & cr0::PE != 0 && (sel & 3) as u8 > c.s.cpl() {
-        return Err(Trap::Unsupported("far return to an outer privilege level (system-CPU work)"));
+        return Err(Trap::Unsupported(
+            "far return to an outer privilege level (system-CPU work)",
+        ));
     }
     c.load_cs_far(sel, off, size)?;
     c.stack_adjust(2 * size as u64 + (i.imm & 0xffff));
@@ -210,7 +214,15 @@ fn jcxz(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn enter(c: &mut Cpu, i: &Insn) -> Flow {
-    let size = if c.mode64 { if i.osize == 2 { 2 } else { 8 } } else { i.osize };
+    let size = if c.mode64 {
+        if i.osize == 2 {
+            2
+        } else {
+            8
+        }
+    } else {
+        i.osize
+    };
     let alloc = i.imm & 0xffff;
     let level = i.imm2 & 0x1f;
     let (old_rsp, old_rbp) = (c.s.gpr[RSP], c.s.gpr[RBP]);
@@ -247,7 +259,15 @@ fn enter(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn leave(c: &mut Cpu, i: &Insn) -> Flow {
-    let size = if c.mode64 { if i.osize == 2 { 2 } else { 8 } } else { i.osize };
+    let size = if c.mode64 {
+        if i.osize == 2 {
+            2
+        } else {
+            8
+        }
+    } else {
+        i.osize
+    };
     let ss = c.stack_size();
     let old_rsp = c.s.gpr[RSP];
     c.set_reg(RSP, ss, c.s.gpr[RBP]);
@@ -267,7 +287,11 @@ fn leave(c: &mut Cpu, i: &Insn) -> Flow {
 fn soft_interrupt(c: &mut Cpu, vector: u8, kind: EventKind) -> Flow {
     let saved_rip = c.s.rip;
     c.s.rip = c.next_rip;
-    match c.deliver_event(Delivery { vector, error_code: None, kind }) {
+    match c.deliver_event(Delivery {
+        vector,
+        error_code: None,
+        kind,
+    }) {
         Ok(()) => {
             c.next_rip = c.s.rip;
             c.stats.interrupts += 1;
@@ -314,16 +338,26 @@ fn iret(c: &mut Cpu, i: &Insn) -> Flow {
         let cs = c.stack_peek(size as u64, size)? as u16;
         let fl = c.stack_peek(2 * size as u64, size)?;
         c.jump_near(ip, size)?;
-        c.s.seg[CS] = Segment { selector: cs, base: (cs as u64) << 4, ..c.s.seg[CS] };
+        c.s.seg[CS] = Segment {
+            selector: cs,
+            base: (cs as u64) << 4,
+            ..c.s.seg[CS]
+        };
         c.stack_adjust(3 * size as u64);
-        let keep = if size == 2 { !0xffffu64 } else { rflags::VM | rflags::VIF | rflags::VIP };
+        let keep = if size == 2 {
+            !0xffffu64
+        } else {
+            rflags::VM | rflags::VIF | rflags::VIP
+        };
         let old = c.rflags();
         c.set_rflags((old & keep) | (fl & !keep));
         c.update_mode();
         return Ok(());
     }
     if c.s.rflags & rflags::NT != 0 && !c.s.long_mode_active() {
-        return Err(Trap::Unsupported("IRET to a nested task (task switching, system-CPU work)"));
+        return Err(Trap::Unsupported(
+            "IRET to a nested task (task switching, system-CPU work)",
+        ));
     }
     let ip = c.stack_peek(0, size)?;
     let cs_sel = c.stack_peek(size as u64, size)? as u16;
@@ -336,21 +370,30 @@ fn iret(c: &mut Cpu, i: &Insn) -> Flow {
     // 64-bit IRET always pops SS:RSP.
     let outer = rpl > cpl || c.mode64;
     let (new_sp, ss_sel) = if outer {
-        (c.stack_peek(3 * size as u64, size)?, c.stack_peek(4 * size as u64, size)? as u16)
+        (
+            c.stack_peek(3 * size as u64, size)?,
+            c.stack_peek(4 * size as u64, size)? as u16,
+        )
     } else {
         (0, 0)
     };
-    let Some(code) = c.read_descriptor(cs_sel)? else { return Err(gp0()) };
+    let Some(code) = c.read_descriptor(cs_sel)? else {
+        return Err(gp0());
+    };
     if code.attr & seg_attr::S == 0 || code.attr & seg_attr::CODE == 0 {
         return Err(gp(cs_sel as u32 & !3));
     }
     if !code.present() {
-        return Err(Trap::Exception(crate::exception::Exception::with_code(crate::exception::NP, cs_sel as u32 & !3)));
+        return Err(Trap::Exception(crate::exception::Exception::with_code(
+            crate::exception::NP,
+            cs_sel as u32 & !3,
+        )));
     }
     // Flags: IOPL only at CPL 0, IF only when CPL ≤ IOPL; VM is not supported yet.
     let old = c.rflags();
     let iopl = ((old & rflags::IOPL) >> 12) as u8;
-    let mut mask = rflags::ARITH | rflags::TF | rflags::DF | rflags::NT | rflags::RF | rflags::AC | rflags::ID;
+    let mut mask =
+        rflags::ARITH | rflags::TF | rflags::DF | rflags::NT | rflags::RF | rflags::AC | rflags::ID;
     if cpl == 0 {
         mask |= rflags::IOPL | rflags::VIF | rflags::VIP;
     }
@@ -364,9 +407,16 @@ fn iret(c: &mut Cpu, i: &Insn) -> Flow {
         return Err(Trap::Unsupported("IRET to virtual-8086 mode"));
     }
     let long_target = c.s.long_mode_active() && code.long();
-    let target = if long_target { ip } else { ip & size_mask(size.min(4)) };
+    let target = if long_target {
+        ip
+    } else {
+        ip & size_mask(size.min(4))
+    };
     let prev_cs = c.s.seg[CS];
-    c.s.seg[CS] = Segment { selector: cs_sel, ..code };
+    c.s.seg[CS] = Segment {
+        selector: cs_sel,
+        ..code
+    };
     c.update_mode();
     if let Err(e) = c.jump_near(target, if long_target { 8 } else { 4 }) {
         c.s.seg[CS] = prev_cs;
@@ -382,7 +432,11 @@ fn iret(c: &mut Cpu, i: &Insn) -> Flow {
             c.update_mode();
             return Err(e);
         }
-        c.s.gpr[RSP] = if c.mode64 { new_sp } else { new_sp & 0xffff_ffff };
+        c.s.gpr[RSP] = if c.mode64 {
+            new_sp
+        } else {
+            new_sp & 0xffff_ffff
+        };
     } else {
         c.stack_adjust(3 * size as u64);
     }

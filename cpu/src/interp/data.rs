@@ -13,9 +13,20 @@ use crate::state::{RAX, RBX, RDX, RSP, SS};
 pub fn lookup(i: &Instruction, model: &CpuModel) -> Option<Handler> {
     use Mnemonic::*;
     Some(match i.mnemonic() {
-        Mov if matches!(crate::decode::reg_operand(i.op0_register()), Operand::Seg(_)) => mov_to_seg,
-        Mov if matches!(crate::decode::reg_operand(i.op0_register()), Operand::Cr(_) | Operand::Dr(_))
-            || matches!(crate::decode::reg_operand(i.op1_register()), Operand::Cr(_) | Operand::Dr(_)) =>
+        Mov if matches!(
+            crate::decode::reg_operand(i.op0_register()),
+            Operand::Seg(_)
+        ) =>
+        {
+            mov_to_seg
+        }
+        Mov if matches!(
+            crate::decode::reg_operand(i.op0_register()),
+            Operand::Cr(_) | Operand::Dr(_)
+        ) || matches!(
+            crate::decode::reg_operand(i.op1_register()),
+            Operand::Cr(_) | Operand::Dr(_)
+        ) =>
         {
             return None
         }
@@ -26,10 +37,16 @@ pub fn lookup(i: &Instruction, model: &CpuModel) -> Option<Handler> {
         Xchg => xchg,
         Bswap => bswap,
         Movbe if model.has_leaf1_ecx(feat::MOVBE) => movbe,
-        Cmovo | Cmovno | Cmovb | Cmovae | Cmove | Cmovne | Cmovbe | Cmova | Cmovs | Cmovns | Cmovp
-        | Cmovnp | Cmovl | Cmovge | Cmovle | Cmovg => cmov,
+        Cmovo | Cmovno | Cmovb | Cmovae | Cmove | Cmovne | Cmovbe | Cmova | Cmovs | Cmovns
+        | Cmovp | Cmovnp | Cmovl | Cmovge | Cmovle | Cmovg => cmov,
         Push => push,
-        Pop if matches!(crate::decode::reg_operand(i.op0_register()), Operand::Seg(_)) => pop_seg,
+        Pop if matches!(
+            crate::decode::reg_operand(i.op0_register()),
+            Operand::Seg(_)
+        ) =>
+        {
+            pop_seg
+        }
         Pop => pop,
         Pusha | Pushad => pusha,
         Popa | Popad => popa,
@@ -37,8 +54,8 @@ pub fn lookup(i: &Instruction, model: &CpuModel) -> Option<Handler> {
         Cbw | Cwde | Cdqe => cbw,
         Cwd | Cdq | Cqo => cwd,
         Lds | Les | Lfs | Lgs | Lss => load_far_pointer,
-        Nop | Pause | Lfence | Sfence | Mfence | Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2
-        | Prefetchw | Endbr32 | Endbr64 => nop,
+        Nop | Pause | Lfence | Sfence | Mfence | Prefetchnta | Prefetcht0 | Prefetcht1
+        | Prefetcht2 | Prefetchw | Endbr32 | Endbr64 => nop,
         _ => return None,
     })
 }
@@ -47,7 +64,10 @@ pub fn lookup(i: &Instruction, model: &CpuModel) -> Option<Handler> {
 pub fn ends_block(i: &Instruction) -> bool {
     use Mnemonic::*;
     match i.mnemonic() {
-        Mov | Pop => matches!(crate::decode::reg_operand(i.op0_register()), Operand::Seg(_)),
+        Mov | Pop => matches!(
+            crate::decode::reg_operand(i.op0_register()),
+            Operand::Seg(_)
+        ),
         Lss | Lds | Les | Lfs | Lgs => true,
         _ => false,
     }
@@ -63,7 +83,9 @@ fn mov(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn mov_to_seg(c: &mut Cpu, i: &Insn) -> Flow {
-    let Operand::Seg(s) = i.ops[0] else { return Err(ud()) };
+    let Operand::Seg(s) = i.ops[0] else {
+        return Err(ud());
+    };
     if s as usize == crate::state::CS {
         return Err(ud());
     }
@@ -167,7 +189,9 @@ fn pop(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn pop_seg(c: &mut Cpu, i: &Insn) -> Flow {
-    let Operand::Seg(s) = i.ops[0] else { return Err(ud()) };
+    let Operand::Seg(s) = i.ops[0] else {
+        return Err(ud());
+    };
     let size = i.osize;
     let v = c.stack_peek(0, size)?;
     c.load_segment(s as usize, v as u16)?;
@@ -235,7 +259,11 @@ fn load_far_pointer(c: &mut Cpu, i: &Insn) -> Flow {
     let size = i.osize;
     let lin = c.mem_linear(i)?;
     let off = c.read_lin(lin, size)?;
-    let sel_lin = if c.mode64 { lin.wrapping_add(size as u64) } else { (lin + size as u64) & 0xffff_ffff };
+    let sel_lin = if c.mode64 {
+        lin.wrapping_add(size as u64)
+    } else {
+        (lin + size as u64) & 0xffff_ffff
+    };
     let sel = c.read_lin(sel_lin, 2)? as u16;
     let seg = match i.raw.mnemonic() {
         Mnemonic::Les => crate::state::ES,

@@ -53,36 +53,7 @@ pub fn lookup(i: &Instruction, _model: &CpuModel) -> Option<Handler> {
 /// → (result, RFLAGS).
 type ShiftFn = fn(u8, u64, u32, u64, u64) -> (u64, u64);
 
-#[inline]
-fn parity(v: u64) -> u64 {
-    if (v as u8).count_ones() & 1 == 0 {
-        PF
-    } else {
-        0
-    }
-}
-
-/// SF, ZF and PF of a result.
-#[inline]
-fn szp(size: u8, r: u64) -> u64 {
-    let mut f = parity(r);
-    if r & size_mask(size) == 0 {
-        f |= ZF;
-    }
-    if r & sign_bit(size) != 0 {
-        f |= SF;
-    }
-    f
-}
-
-#[inline]
-fn bit(cond: bool, flag: u64) -> u64 {
-    if cond {
-        flag
-    } else {
-        0
-    }
-}
+use crate::flags::{flag_if as bit, szp};
 
 /// Runs `f` on operand 0 with a count already read by the caller; `src` is SHLD/SHRD's
 /// second operand.

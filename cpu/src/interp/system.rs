@@ -48,7 +48,10 @@ pub fn ends_block(i: &Instruction) -> bool {
         i.mnemonic(),
         Hlt | Lgdt | Lidt | Lldt | Ltr | Wrmsr | Invlpg | Clts | Lmsw | Swapgs | Ud0 | Ud1 | Ud2
     ) || (i.mnemonic() == Mov
-        && matches!(crate::decode::reg_operand(i.op0_register()), Operand::Cr(_) | Operand::Dr(_)))
+        && matches!(
+            crate::decode::reg_operand(i.op0_register()),
+            Operand::Cr(_) | Operand::Dr(_)
+        ))
 }
 
 fn require_cpl0(c: &Cpu) -> Flow {
@@ -67,7 +70,10 @@ fn privileged_nop(c: &mut Cpu, _: &Insn) -> Flow {
 }
 
 fn cpuid(c: &mut Cpu, _: &Insn) -> Flow {
-    let r = c.env.model.cpuid(c.s.gpr[RAX] as u32, c.s.gpr[RCX] as u32, c.apic_id);
+    let r = c
+        .env
+        .model
+        .cpuid(c.s.gpr[RAX] as u32, c.s.gpr[RCX] as u32, c.apic_id);
     for (reg, v) in [RAX, 3, RCX, RDX].into_iter().zip(r) {
         c.s.gpr[reg] = v as u64;
     }
@@ -237,7 +243,8 @@ pub fn write_cr(c: &mut Cpu, n: u8, v: u64) -> Flow {
             }
             let changed = v ^ c.s.cr4;
             c.s.cr4 = v;
-            if changed & (cr4::PAE | cr4::PSE | cr4::PGE | cr4::SMEP | cr4::SMAP | cr4::PCIDE) != 0 {
+            if changed & (cr4::PAE | cr4::PSE | cr4::PGE | cr4::SMEP | cr4::SMAP | cr4::PCIDE) != 0
+            {
                 c.flush_tlb();
             }
             c.update_mode();
@@ -278,12 +285,7 @@ fn write_dr(c: &mut Cpu, n: u8, v: u64) -> Flow {
 }
 
 fn table_base_size(c: &Cpu, i: &Insn) -> u8 {
-    if c.mode64 {
-        8
-    } else {
-        4
-    }
-    .min(if i.osize == 2 && !c.mode64 { 4 } else { 8 })
+    if c.mode64 { 8 } else { 4 }.min(if i.osize == 2 && !c.mode64 { 4 } else { 8 })
 }
 
 fn lgdt_lidt(c: &mut Cpu, i: &Insn) -> Flow {
@@ -296,14 +298,22 @@ fn lgdt_lidt(c: &mut Cpu, i: &Insn) -> Flow {
         // With a 16-bit operand only 24 bits of the base are loaded.
         base &= 0x00ff_ffff;
     }
-    let reg = if i.raw.mnemonic() == Mnemonic::Lgdt { &mut c.s.gdtr } else { &mut c.s.idtr };
+    let reg = if i.raw.mnemonic() == Mnemonic::Lgdt {
+        &mut c.s.gdtr
+    } else {
+        &mut c.s.idtr
+    };
     reg.base = base;
     reg.limit = limit;
     Ok(())
 }
 
 fn sgdt_sidt(c: &mut Cpu, i: &Insn) -> Flow {
-    let t = if i.raw.mnemonic() == Mnemonic::Sgdt { c.s.gdtr } else { c.s.idtr };
+    let t = if i.raw.mnemonic() == Mnemonic::Sgdt {
+        c.s.gdtr
+    } else {
+        c.s.idtr
+    };
     let lin = c.mem_linear(i)?;
     let size = table_base_size(c, i);
     c.write_lin(lin.wrapping_add(2), size, t.base)?;
@@ -314,12 +324,17 @@ fn system_descriptor(c: &mut Cpu, sel: u16, types: &[u32]) -> Result<Segment, Tr
     if sel & 4 != 0 {
         return Err(crate::exception::gp(sel as u32 & !3));
     }
-    let Some(d) = c.read_descriptor(sel)? else { return Err(gp0()) };
+    let Some(d) = c.read_descriptor(sel)? else {
+        return Err(gp0());
+    };
     if d.attr & seg_attr::S != 0 || !types.contains(&(d.attr & 0xf)) {
         return Err(crate::exception::gp(sel as u32 & !3));
     }
     if !d.present() {
-        return Err(Trap::Exception(crate::exception::Exception::with_code(crate::exception::NP, sel as u32 & !3)));
+        return Err(Trap::Exception(crate::exception::Exception::with_code(
+            crate::exception::NP,
+            sel as u32 & !3,
+        )));
     }
     Ok(d)
 }
@@ -336,7 +351,12 @@ fn lldt(c: &mut Cpu, i: &Insn) -> Flow {
     require_cpl0(c)?;
     let sel = c.read_op(i, 0)? as u16;
     if sel & !3 == 0 {
-        c.s.ldtr = Segment { selector: sel, base: 0, limit: 0, attr: seg_attr::UNUSABLE };
+        c.s.ldtr = Segment {
+            selector: sel,
+            base: 0,
+            limit: 0,
+            attr: seg_attr::UNUSABLE,
+        };
         return Ok(());
     }
     c.s.ldtr = system_descriptor(c, sel, &[2])?;
@@ -352,7 +372,10 @@ fn ltr(c: &mut Cpu, i: &Insn) -> Flow {
     let addr = c.s.gdtr.base + (sel & !7) as u64 + 5;
     let b = c.read_lin_sys(addr, 1)?;
     c.write_lin(addr, 1, b | 2)?;
-    c.s.tr = Segment { attr: d.attr | 2, ..d };
+    c.s.tr = Segment {
+        attr: d.attr | 2,
+        ..d
+    };
     Ok(())
 }
 
