@@ -385,7 +385,7 @@ impl Cpu {
 /// # Safety
 /// `p` must point to at least `size` readable bytes.
 #[inline(always)]
-unsafe fn read_host(p: *const u8, size: u8) -> u64 {
+pub(crate) unsafe fn read_host(p: *const u8, size: u8) -> u64 {
     match size {
         1 => *p as u64,
         2 => (p as *const u16).read_unaligned() as u64,
@@ -397,7 +397,7 @@ unsafe fn read_host(p: *const u8, size: u8) -> u64 {
 /// # Safety
 /// `p` must point to at least `size` writable bytes.
 #[inline(always)]
-unsafe fn write_host(p: *mut u8, size: u8, v: u64) {
+pub(crate) unsafe fn write_host(p: *mut u8, size: u8, v: u64) {
     match size {
         1 => *p = v as u8,
         2 => (p as *mut u16).write_unaligned(v as u16),

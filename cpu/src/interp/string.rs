@@ -224,29 +224,7 @@ fn run_len(off: u64, lin: u64, size: u64, am: u64, back: bool) -> u64 {
     }
 }
 
-/// # Safety
-/// `p` must point to `size` readable bytes.
-#[inline(always)]
-unsafe fn load(p: *const u8, size: u8) -> u64 {
-    match size {
-        1 => *p as u64,
-        2 => (p as *const u16).read_unaligned() as u64,
-        4 => (p as *const u32).read_unaligned() as u64,
-        _ => (p as *const u64).read_unaligned(),
-    }
-}
-
-/// # Safety
-/// `p` must point to `size` writable bytes.
-#[inline(always)]
-unsafe fn store(p: *mut u8, size: u8, v: u64) {
-    match size {
-        1 => *p = v as u8,
-        2 => (p as *mut u16).write_unaligned(v as u16),
-        4 => (p as *mut u32).write_unaligned(v as u32),
-        _ => (p as *mut u64).write_unaligned(v),
-    }
-}
+use crate::mmu::{read_host as load, write_host as store};
 
 // ----- MOVS -----
 
