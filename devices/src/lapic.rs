@@ -1343,3 +1343,693 @@ impl Device for ApicMmio {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::irq::IrqSink;
+
+    struct Rig {
+        clock: Arc<ManualClock>,
+        bus: Arc<ApicBus>,
+        cpus: Vec<Arc<VcpuApic>>,
+        pic: Arc<IsaInterrupts>,
+    }
+
+    fn rig(n: usize) -> Rig {
+        let clock = Arc::new(ManualClock::default());
+        let lapics = (0..n)
+            .map(|i| Arc::new(Mutex::new(LocalApic::new(i as u32, i == 0, clock.clone(), 1_000_000_000))))
+            .collect();
+        let bus = ApicBus::new(lapics);
+        let pic = IsaInterrupts::new();
+        let cpus = (0..n)
+            .map(|i| Arc::new(VcpuApic::new(&bus, i, (i == 0).then(|| pic.clone())).unwrap()))
+            .collect();
+        Rig { clock, bus, cpus, pic }
+    }
+
+    fn w(v: &VcpuApic, reg: u32, val: u32) {
+        v.mmio_write(reg as u64, &val.to_le_bytes());
+    }
+
+    fn r(v: &VcpuApic, reg: u32) -> u32 {
+        let mut b = [0u8; 4];
+        v.mmio_read(reg as u64, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn enable(v: &VcpuApic) {
+        w(v, REG_SVR, 0x1ff);
+    }
+
+    fn irr(v: &VcpuApic, vector: u8) -> bool {
+        bit_get(&lock(v.lapic()).s.irr, vector)
+    }
+
+    fn to_x2apic(v: &VcpuApic) {
+        let base = v.read_msr(MSR_APIC_BASE).unwrap();
+        v.write_msr(MSR_APIC_BASE, base | APIC_BASE_EXTD).unwrap();
+    }
+
+    fn x2(reg: u32) -> u32 {
+        MSR_X2APIC_FIRST + (reg >> 4)
+    }
+
+    #[test]
+    fn power_up_state() {
+        let rg = rig(2);
+        let (a, b) = (&rg.cpus[0], &rg.cpus[1]);
+        assert_eq!(a.read_msr(MSR_APIC_BASE), Ok(0xfee0_0900));
+        assert_eq!(b.read_msr(MSR_APIC_BASE), Ok(0xfee0_0800));
+        assert_eq!(r(b, REG_ID), 1 << 24);
+        assert_eq!(r(a, REG_VERSION), 0x0005_0014);
+        assert_eq!(r(a, REG_SVR), 0xff);
+        assert_eq!(r(a, REG_DFR), 0xffff_ffff);
+        for reg in (REG_LVT_FIRST..=REG_LVT_LAST).step_by(16) {
+            assert_eq!(r(a, reg), LVT_MASKED);
+        }
+        assert_eq!(a.mmio_base(), Some(APIC_DEFAULT_BASE));
+        // Software-disabled after reset: LINT0 passes the 8259 through (virtual wire).
+        assert!(a.signals().extint());
+    }
+
+    #[test]
+    fn xapic_register_semantics() {
+        let rg = rig(1);
+        let a = &rg.cpus[0];
+        // LVTs stay masked while software-disabled.
+        w(a, 0x350, 0x700);
+        assert_eq!(r(a, 0x350), 0x10700);
+        enable(a);
+        assert_eq!(r(a, REG_SVR), 0x1ff);
+        w(a, REG_TPR, 0x1234);
+        assert_eq!(r(a, REG_TPR), 0x34);
+        w(a, REG_LDR, 0x1234_5678);
+        assert_eq!(r(a, REG_LDR), 0x1200_0000);
+        w(a, REG_DFR, 0);
+        assert_eq!(r(a, REG_DFR), 0x0fff_ffff);
+        w(a, REG_ID, 0x0500_0000);
+        assert_eq!(r(a, REG_ID), 0x0500_0000);
+        w(a, REG_ICR_HI, 0xffff_ffff);
+        assert_eq!(r(a, REG_ICR_HI), 0xff00_0000);
+        w(a, REG_TIMER_DIV, 0xff);
+        assert_eq!(r(a, REG_TIMER_DIV), 0xb);
+        // LVT writable bits: LINT0 keeps polarity, trigger, mode; remote IRR/status read-only.
+        w(a, 0x350, 0xffff_ffff);
+        assert_eq!(r(a, 0x350), 0x1a7ff);
+        w(a, 0x320, 0xffff_ffff);
+        assert_eq!(r(a, 0x320), 0x700ff);
+        w(a, 0x370, 0xffff_ffff);
+        assert_eq!(r(a, 0x370), 0x100ff);
+        // Clearing the enable bit masks every LVT.
+        w(a, 0x350, 0x700);
+        w(a, REG_SVR, 0xff);
+        assert_eq!(r(a, 0x350), 0x10700);
+        enable(a);
+        // Read-only registers ignore writes.
+        w(a, REG_VERSION, 0);
+        w(a, REG_PPR, 0xff);
+        assert_eq!(r(a, REG_VERSION), APIC_VERSION);
+        assert_eq!(r(a, REG_PPR), 0x34);
+        // Narrow and offset reads see the register's bytes; bytes past it read 0.
+        let mut b = [0u8; 2];
+        a.mmio_read(REG_VERSION as u64 + 2, &mut b);
+        assert_eq!(b, [0x05, 0x00]);
+        let mut b = [0u8; 8];
+        a.mmio_read(REG_VERSION as u64, &mut b);
+        assert_eq!(b, [0x14, 0, 5, 0, 0, 0, 0, 0]);
+        // Narrow or misaligned writes are dropped.
+        a.mmio_write(REG_TPR as u64, &[0x77]);
+        a.mmio_write(REG_TPR as u64 + 4, &0x77u32.to_le_bytes());
+        assert_eq!(r(a, REG_TPR), 0x34);
+    }
+
+    #[test]
+    fn esr_is_write_then_read() {
+        let rg = rig(1);
+        let a = &rg.cpus[0];
+        enable(a);
+        w(a, 0x370, 0x3e); // error LVT, vector 0x3e
+        w(a, REG_ICR_LO, 0x4_0005); // self IPI with illegal vector 5
+        assert_eq!(r(a, REG_ESR), 0);
+        assert!(irr(a, 0x3e), "the error LVT fired");
+        w(a, REG_ESR, 0);
+        assert_eq!(r(a, REG_ESR), ESR_SEND_ILLEGAL_VECTOR);
+        w(a, REG_ESR, 0);
+        assert_eq!(r(a, REG_ESR), 0);
+        // A reserved register.
+        r(a, 0x2f0);
+        w(a, 0x400 - 0x10 * 3, 1);
+        w(a, REG_ESR, 0);
+        assert_eq!(r(a, REG_ESR), ESR_ILLEGAL_REGISTER);
+        // Receiving an illegal vector.
+        lock(a.lapic()).accept(7, false);
+        w(a, REG_ESR, 0);
+        assert_eq!(r(a, REG_ESR), ESR_RECEIVE_ILLEGAL_VECTOR);
+        assert!(!irr(a, 7));
+    }
+
+    #[test]
+    fn priorities_acceptance_and_eoi() {
+        let rg = rig(1);
+        let a = &rg.cpus[0];
+        let l = a.lapic();
+        lock(l).accept(0x45, false);
+        assert_eq!(lock(l).has_interrupt(), None, "dropped while software-disabled");
+        enable(a);
+        lock(l).accept(0x31, false);
+        lock(l).accept(0x45, false);
+        assert_eq!(lock(l).has_interrupt(), Some(0x45));
+        assert!(a.intr_pending());
+        w(a, REG_TPR, 0x50);
+        assert_eq!(lock(l).has_interrupt(), None);
+        assert!(!a.intr_pending());
+        w(a, REG_TPR, 0x40);
+        assert_eq!(lock(l).has_interrupt(), None, "same class as TPR is held");
+        assert_eq!(r(a, REG_APR), 0x40);
+        w(a, REG_TPR, 0x3f);
+        assert_eq!(a.acknowledge(), Some(0x45));
+        assert_eq!(r(a, REG_PPR), 0x40);
+        assert_eq!(r(a, REG_ISR + 0x20), 1 << 5);
+        assert_eq!(r(a, REG_IRR + 0x10), 1 << 17);
+        lock(l).accept(0x41, false);
+        assert_eq!(lock(l).has_interrupt(), None);
+        lock(l).accept(0x51, false);
+        assert_eq!(a.acknowledge(), Some(0x51));
+        assert_eq!(r(a, REG_PPR), 0x50);
+        w(a, REG_EOI, 0);
+        assert_eq!(r(a, REG_PPR), 0x40);
+        w(a, REG_EOI, 0);
+        assert_eq!(r(a, REG_PPR), 0x3f);
+        assert_eq!(a.acknowledge(), Some(0x41));
+        w(a, REG_EOI, 0);
+        assert_eq!(a.acknowledge(), None, "0x31 is below TPR 0x3f's class");
+        w(a, REG_TPR, 0);
+        assert_eq!(a.acknowledge(), Some(0x31));
+        // Level-triggered acceptance sets TMR; its EOI is broadcast.
+        lock(l).accept(0x60, true);
+        assert_eq!(r(a, REG_TMR + 0x30), 1);
+        assert_eq!(a.acknowledge(), Some(0x60));
+        lock(l).eoi();
+        assert_eq!(lock(l).take_output(), vec![ApicOutput::Eoi(0x60)]);
+        lock(l).eoi(); // 0x31: edge, no broadcast
+        assert!(lock(l).take_output().is_empty());
+    }
+
+    #[test]
+    fn timer_one_shot_and_divide() {
+        let rg = rig(1);
+        let a = &rg.cpus[0];
+        let l = a.lapic();
+        enable(a);
+        w(a, 0x320, 0x40); // one-shot, vector 0x40
+        rg.clock.set(1000);
+        w(a, REG_TIMER_INIT, 1000); // divide 2: expires at 1000 + 2000
+        assert_eq!(r(a, REG_TIMER_INIT), 1000);
+        assert_eq!(lock(l).poll(1000), Some(3000));
+        rg.clock.set(1500);
+        assert_eq!(r(a, REG_TIMER_CUR), 750);
+        assert_eq!(lock(l).poll(2999), Some(3000));
+        assert!(!irr(a, 0x40));
+        assert_eq!(lock(l).poll(3000), None);
+        assert!(irr(a, 0x40));
+        rg.clock.set(5000);
+        assert_eq!(r(a, REG_TIMER_CUR), 0);
+        // Divide by 16 (0b011), changed halfway to divide by 1 (0b1011).
+        rg.clock.set(10_000);
+        w(a, REG_TIMER_DIV, 3);
+        w(a, REG_TIMER_INIT, 100);
+        assert_eq!(lock(l).poll(10_000), Some(11_600));
+        rg.clock.set(10_800);
+        assert_eq!(r(a, REG_TIMER_CUR), 50);
+        w(a, REG_TIMER_DIV, 0xb);
+        assert_eq!(r(a, REG_TIMER_CUR), 50);
+        assert_eq!(lock(l).poll(10_800), Some(10_850));
+        rg.clock.set(10_810);
+        assert_eq!(r(a, REG_TIMER_CUR), 40);
+        // Writing 0 stops the timer.
+        w(a, REG_TIMER_INIT, 0);
+        assert_eq!(lock(l).poll(20_000), None);
+        // Masked: the count still runs out, without an interrupt.
+        lock(l).acknowledge();
+        w(a, REG_EOI, 0);
+        w(a, 0x320, 0x10040);
+        w(a, REG_TIMER_INIT, 10);
+        assert_eq!(lock(l).poll(30_000), None);
+        assert!(!irr(a, 0x40));
+    }
+
+    #[test]
+    fn timer_periodic() {
+        let rg = rig(1);
+        let a = &rg.cpus[0];
+        let l = a.lapic();
+        enable(a);
+        w(a, REG_TIMER_DIV, 0xb);
+        w(a, 0x320, 0x20041); // periodic, vector 0x41
+        w(a, REG_TIMER_INIT, 100_000);
+        assert_eq!(lock(l).poll(0), Some(100_000));
+        rg.clock.set(30_000);
+        assert_eq!(r(a, REG_TIMER_CUR), 70_000);
+        assert_eq!(lock(l).poll(100_000), Some(200_000));
+        assert_eq!(a.acknowledge(), Some(0x41));
+        w(a, REG_EOI, 0);
+        rg.clock.set(250_000);
+        assert_eq!(r(a, REG_TIMER_CUR), 50_000);
+        // A late poll delivers one interrupt and re-aligns to the period.
+        assert_eq!(lock(l).poll(450_000), Some(500_000));
+        assert_eq!(a.acknowledge(), Some(0x41));
+        assert_eq!(a.acknowledge(), None);
+        // Switching to one-shot keeps the count running out.
+        rg.clock.set(460_000);
+        w(a, 0x320, 0x41);
+        assert_eq!(r(a, REG_TIMER_CUR), 40_000);
+        assert_eq!(lock(l).poll(460_000), Some(500_000));
+        lock(l).poll(500_000);
+        assert_eq!(lock(l).poll(500_001), None);
+        // A tiny period is rate-limited.
+        w(a, 0x320, 0x20041);
+        rg.clock.set(600_000);
+        w(a, REG_TIMER_INIT, 1);
+        assert_eq!(lock(l).poll(600_001), Some(600_001 + MIN_PERIODIC_NS));
+    }
+
+    #[test]
+    fn timer_tsc_deadline() {
+        let clock = Arc::new(ManualClock::default());
+        // A 2 GHz TSC: two ticks per virtual ns.
+        let lapic = Arc::new(Mutex::new(LocalApic::new(0, true, clock.clone(), 2_000_000_000)));
+        let bus = ApicBus::new(vec![lapic.clone()]);
+        let a = VcpuApic::new(&bus, 0, None).unwrap();
+        enable(&a);
+        a.write_tsc_deadline(5000, 0);
+        assert_eq!(a.read_tsc_deadline(), 0, "ignored outside TSC-deadline mode");
+        w(&a, 0x320, 0x40042);
+        w(&a, REG_TIMER_INIT, 1234);
+        assert_eq!(r(&a, REG_TIMER_INIT), 0, "the count registers are unused");
+        assert_eq!(r(&a, REG_TIMER_CUR), 0);
+        clock.set(1000);
+        a.write_tsc_deadline(10_000, 2000);
+        assert_eq!(a.read_tsc_deadline(), 10_000);
+        assert_eq!(lock(&lapic).poll(1000), Some(5000));
+        assert_eq!(lock(&lapic).poll(4999), Some(5000));
+        assert!(!a.intr_pending());
+        assert_eq!(lock(&lapic).poll(5000), None);
+        assert_eq!(a.acknowledge(), Some(0x42));
+        assert_eq!(a.read_tsc_deadline(), 0, "cleared when it fires");
+        // A deadline already passed fires at once; 0 disarms.
+        a.write_tsc_deadline(10, 20_000);
+        assert!(irr(&a, 0x42));
+        a.write_tsc_deadline(1 << 40, 0);
+        a.write_tsc_deadline(0, 0);
+        assert_eq!(lock(&lapic).poll(u64::MAX), None);
+        // Leaving TSC-deadline mode disarms.
+        a.write_tsc_deadline(1 << 40, 0);
+        w(&a, 0x320, 0x42);
+        assert_eq!(lock(&lapic).poll(u64::MAX), None);
+        assert_eq!(a.read_tsc_deadline(), 0);
+    }
+
+    #[test]
+    fn apic_base_transitions() {
+        let rg = rig(1);
+        let a = &rg.cpus[0];
+        let en = APIC_DEFAULT_BASE | APIC_BASE_ENABLE | APIC_BASE_BSP;
+        let ext = en | APIC_BASE_EXTD;
+        let bad = |from: u64, to: u64| Err(ApicError::InvalidTransition { from, to });
+        assert_eq!(a.write_msr(MSR_APIC_BASE, en | 1), bad(en, en | 1), "reserved bit");
+        assert_eq!(a.write_msr(MSR_APIC_BASE, en | (1 << 60)), bad(en, en | (1 << 60)));
+        assert_eq!(
+            a.write_msr(MSR_APIC_BASE, APIC_DEFAULT_BASE | APIC_BASE_EXTD),
+            bad(en, APIC_DEFAULT_BASE | APIC_BASE_EXTD)
+        );
+        enable(a);
+        w(a, REG_TPR, 0x20);
+        w(a, REG_ID, 0x0700_0000);
+        assert_eq!(a.write_msr(MSR_APIC_BASE, ext), Ok(()));
+        assert_eq!(a.mmio_base(), None);
+        assert_eq!(a.read_msr(x2(REG_TPR)), Ok(0x20), "state survives xAPIC -> x2APIC");
+        assert_eq!(a.read_msr(x2(REG_ID)), Ok(0), "x2APIC ID is the initial ID");
+        assert_eq!(a.write_msr(MSR_APIC_BASE, en), bad(ext, en), "x2APIC -> xAPIC");
+        // Disable: registers reset.
+        let off = APIC_DEFAULT_BASE | APIC_BASE_BSP;
+        assert_eq!(a.write_msr(MSR_APIC_BASE, off), Ok(()));
+        assert_eq!(a.read_msr(MSR_APIC_BASE), Ok(off));
+        assert_eq!(a.mmio_base(), None);
+        assert!(a.signals().extint(), "a disabled APIC passes the 8259 through");
+        let mut b = [0u8; 4];
+        a.mmio_read(REG_VERSION as u64, &mut b);
+        assert_eq!(b, [0xff; 4], "the page is not decoded");
+        assert_eq!(a.write_msr(MSR_APIC_BASE, ext), bad(off, ext), "disabled -> x2APIC");
+        assert_eq!(a.write_msr(MSR_APIC_BASE, en), Ok(()));
+        assert_eq!(r(a, REG_TPR), 0);
+        assert_eq!(r(a, REG_SVR), 0xff);
+        // The BSP flag is not writable; the base moves.
+        assert_eq!(a.write_msr(MSR_APIC_BASE, 0xfed0_0800), Ok(()));
+        assert_eq!(a.read_msr(MSR_APIC_BASE), Ok(0xfed0_0900));
+        assert_eq!(a.mmio_base(), Some(0xfed0_0000));
+    }
+
+    #[test]
+    fn x2apic_msr_rules() {
+        let rg = rig(1);
+        let clock = rg.clock.clone();
+        let lapic = Arc::new(Mutex::new(LocalApic::new(0x123, true, clock, 0)));
+        let bus = ApicBus::new(vec![lapic]);
+        let a = VcpuApic::new(&bus, 0, None).unwrap();
+        assert_eq!(a.read_msr(x2(REG_TPR)), Err(ApicError::NotX2Apic(0x808)));
+        assert_eq!(a.write_msr(0x808, 0), Err(ApicError::NotX2Apic(0x808)));
+        assert_eq!(a.read_msr(0x10), Err(ApicError::UnknownMsr(0x10)));
+        assert_eq!(r(&a, REG_ID), 0x2300_0000);
+        to_x2apic(&a);
+        assert_eq!(a.read_msr(0x802), Ok(0x123));
+        assert_eq!(a.read_msr(0x803), Ok(APIC_VERSION as u64));
+        assert_eq!(a.read_msr(0x80d), Ok(0x0012_0008), "cluster 0x12, bit 3");
+        assert_eq!(a.write_msr(0x802, 5), Err(ApicError::ReadOnly(0x802)));
+        assert_eq!(a.write_msr(0x80d, 5), Err(ApicError::ReadOnly(0x80d)));
+        assert_eq!(a.write_msr(0x803, 5), Err(ApicError::ReadOnly(0x803)));
+        assert_eq!(a.write_msr(0x810, 5), Err(ApicError::ReadOnly(0x810)));
+        assert_eq!(a.read_msr(0x80e), Err(ApicError::Reserved(0x80e)), "no DFR");
+        assert_eq!(a.read_msr(0x809), Err(ApicError::Reserved(0x809)), "no APR");
+        assert_eq!(a.read_msr(0x831), Err(ApicError::Reserved(0x831)), "no ICR high");
+        assert_eq!(a.read_msr(0x82f), Err(ApicError::Reserved(0x82f)), "no CMCI LVT");
+        assert_eq!(a.read_msr(0x804), Err(ApicError::Reserved(0x804)));
+        assert_eq!(a.read_msr(0x80b), Err(ApicError::WriteOnly(0x80b)));
+        assert_eq!(a.read_msr(0x83f), Err(ApicError::WriteOnly(0x83f)));
+        assert_eq!(a.write_msr(0x80f, 1 << 32), Err(ApicError::Reserved(0x80f)));
+        assert_eq!(a.write_msr(0x80f, 0x1ff), Ok(()));
+        assert_eq!(a.write_msr(0x80b, 1), Err(ApicError::Reserved(0x80b)));
+        assert_eq!(a.write_msr(0x80b, 0), Ok(()));
+        assert_eq!(a.write_msr(0x828, 1), Err(ApicError::Reserved(0x828)));
+        assert_eq!(a.write_msr(0x828, 0), Ok(()));
+        assert_eq!(a.write_msr(0x83f, 0x100), Err(ApicError::Reserved(0x83f)));
+        // SELF_IPI.
+        assert_eq!(a.write_msr(0x83f, 0x55), Ok(()));
+        assert_eq!(a.acknowledge(), Some(0x55));
+        // ICR is one 64-bit register; its write sends.
+        assert_eq!(a.write_msr(0x830, (0x123u64 << 32) | 0x66), Ok(()));
+        assert_eq!(a.read_msr(0x830), Ok((0x123u64 << 32) | 0x66));
+        assert_eq!(a.acknowledge(), Some(0x66), "physical IPI to our own 32-bit ID");
+        // The timer registers work as MSRs too.
+        assert_eq!(a.write_msr(0x83e, 0xb), Ok(()));
+        assert_eq!(a.write_msr(0x838, 500), Ok(()));
+        assert_eq!(a.read_msr(0x839), Ok(500));
+        assert_eq!(a.write_msr(0x839, 1), Err(ApicError::ReadOnly(0x839)));
+        // The MMIO page is not decoded in x2APIC mode.
+        assert_eq!(r(&a, REG_VERSION), 0xffff_ffff);
+    }
+
+    fn physical(id: u32, vector: u8) -> u64 {
+        ((id as u64) << 56) | vector as u64
+    }
+
+    #[test]
+    fn ipi_physical_and_shorthands() {
+        let rg = rig(4);
+        for c in &rg.cpus {
+            enable(c);
+        }
+        let (a, c) = (&rg.cpus[0], &rg.cpus);
+        for k in &c[1..] {
+            assert!(!k.signals().take_kick());
+        }
+        w(a, REG_ICR_HI, (physical(2, 0) >> 32) as u32);
+        w(a, REG_ICR_LO, 0x50);
+        assert!(irr(&c[2], 0x50) && !irr(&c[1], 0x50) && !irr(a, 0x50));
+        assert!(c[2].signals().take_kick());
+        assert!(c[2].intr_pending());
+        assert_eq!(r(a, REG_ICR_LO) & (1 << 12), 0, "delivery status idle");
+        // Broadcast by destination 0xff.
+        w(a, REG_ICR_HI, 0xff00_0000);
+        w(a, REG_ICR_LO, 0x51);
+        assert!(c.iter().all(|k| irr(k, 0x51)));
+        // Shorthands: self, all including self, all excluding self.
+        w(a, REG_ICR_HI, 0);
+        w(&c[1], REG_ICR_LO, 0x4_0052);
+        assert!(irr(&c[1], 0x52) && !irr(a, 0x52) && !irr(&c[3], 0x52));
+        w(&c[1], REG_ICR_LO, 0x8_0053);
+        assert!(c.iter().all(|k| irr(k, 0x53)));
+        w(&c[1], REG_ICR_LO, 0xc_0054);
+        assert!(!irr(&c[1], 0x54) && irr(a, 0x54) && irr(&c[2], 0x54) && irr(&c[3], 0x54));
+        // Nobody with ID 9.
+        w(a, REG_ICR_HI, 0x0900_0000);
+        w(a, REG_ICR_LO, 0x55);
+        assert!(c.iter().all(|k| !irr(k, 0x55)));
+        // A software-disabled APIC drops fixed IPIs.
+        w(&c[3], REG_SVR, 0xff);
+        w(a, REG_ICR_HI, 0x0300_0000);
+        w(a, REG_ICR_LO, 0x56);
+        assert!(!irr(&c[3], 0x56));
+    }
+
+    #[test]
+    fn ipi_logical_flat_cluster_and_lowest_priority() {
+        let rg = rig(4);
+        let c = &rg.cpus;
+        for (i, k) in c.iter().enumerate() {
+            enable(k);
+            w(k, REG_LDR, (1 << i) << 24);
+        }
+        // Flat: bitmask 0b1010 reaches CPUs 1 and 3.
+        w(&c[0], REG_ICR_HI, 0x0a00_0000);
+        w(&c[0], REG_ICR_LO, 0x800 | 0x60);
+        let hit: Vec<bool> = c.iter().map(|k| irr(k, 0x60)).collect();
+        assert_eq!(hit, [false, true, false, true]);
+        // Cluster: CPUs 0,1 in cluster 1 (bits 0, 1); CPUs 2,3 in cluster 2.
+        for (i, k) in c.iter().enumerate() {
+            w(k, REG_DFR, 0x0fff_ffff);
+            let cluster = 1 + (i as u32 / 2);
+            w(k, REG_LDR, ((cluster << 4) | (1 << (i % 2))) << 24);
+        }
+        w(&c[0], REG_ICR_HI, 0x2300_0000);
+        w(&c[0], REG_ICR_LO, 0x800 | 0x61);
+        let hit: Vec<bool> = c.iter().map(|k| irr(k, 0x61)).collect();
+        assert_eq!(hit, [false, false, true, true]);
+        w(&c[0], REG_ICR_HI, 0x1200_0000);
+        w(&c[0], REG_ICR_LO, 0x800 | 0x62);
+        let hit: Vec<bool> = c.iter().map(|k| irr(k, 0x62)).collect();
+        assert_eq!(hit, [false, true, false, false]);
+        // Lowest priority among cluster 2: the lower TPR wins.
+        w(&c[2], REG_TPR, 0x30);
+        w(&c[3], REG_TPR, 0x10);
+        w(&c[0], REG_ICR_HI, 0x2300_0000);
+        w(&c[0], REG_ICR_LO, 0x800 | 0x100 | 0x63);
+        let hit: Vec<bool> = c.iter().map(|k| irr(k, 0x63)).collect();
+        assert_eq!(hit, [false, false, false, true]);
+    }
+
+    #[test]
+    fn ipi_x2apic_logical_cluster() {
+        let rg = rig(20);
+        for k in &rg.cpus {
+            to_x2apic(k);
+            k.write_msr(0x80f, 0x1ff).unwrap();
+        }
+        // Cluster 1 (IDs 16..31), members 17 and 19 (bits 1 and 3).
+        rg.cpus[0].write_msr(0x830, (0x1_000a_u64 << 32) | 0x800 | 0x70).unwrap();
+        let hit: Vec<usize> = (0..20).filter(|&i| irr(&rg.cpus[i], 0x70)).collect();
+        assert_eq!(hit, [17, 19]);
+        // Physical broadcast in x2APIC format.
+        rg.cpus[5].write_msr(0x830, (0xffff_ffffu64 << 32) | 0x71).unwrap();
+        assert!(rg.cpus.iter().all(|k| irr(k, 0x71)));
+    }
+
+    #[test]
+    fn nmi_init_and_sipi() {
+        let rg = rig(2);
+        let (a, b) = (&rg.cpus[0], &rg.cpus[1]);
+        enable(a);
+        // NMI, INIT and SIPI are received even while software-disabled.
+        w(a, REG_ICR_HI, 0x0100_0000);
+        w(a, REG_ICR_LO, 0x400);
+        assert!(b.signals().nmi());
+        assert!(b.take_nmi());
+        assert!(!b.take_nmi());
+        // INIT resets the target's registers (not its ID) and queues the event.
+        enable(b);
+        w(b, REG_TPR, 0x20);
+        w(b, REG_ID, 0x0400_0000);
+        w(a, REG_ICR_HI, 0x0400_0000);
+        w(a, REG_ICR_LO, 0xc500); // INIT, level assert
+        w(a, REG_ICR_LO, 0x8500); // INIT level de-assert: nothing
+        w(a, REG_ICR_LO, 0x4608); // SIPI, vector 8
+        assert!(b.signals().init_sipi());
+        assert_eq!(b.take_init_sipi(), Some(InitSipi::Init));
+        assert_eq!(b.take_init_sipi(), Some(InitSipi::Sipi(8)));
+        assert_eq!(b.take_init_sipi(), None);
+        assert!(!b.signals().init_sipi());
+        assert_eq!(r(b, REG_TPR), 0);
+        assert_eq!(r(b, REG_SVR), 0xff);
+        assert_eq!(r(b, REG_ID), 0x0400_0000);
+        // SMI is ignored; the queue is bounded.
+        w(a, REG_ICR_LO, 0x4200);
+        for _ in 0..100 {
+            w(a, REG_ICR_LO, 0xc_4609);
+        }
+        assert_eq!(lock(b.lapic()).s.events.len(), MAX_EVENTS);
+        // LINT1 in NMI mode.
+        w(a, 0x360, 0x400);
+        lock(a.lapic()).set_lint(1, true);
+        assert!(a.take_nmi());
+        lock(a.lapic()).set_lint(1, true);
+        assert!(!a.take_nmi(), "edge only");
+        // LINT1 in fixed mode.
+        w(a, 0x360, 0x77);
+        lock(a.lapic()).set_lint(1, false);
+        lock(a.lapic()).set_lint(1, true);
+        assert!(irr(a, 0x77));
+    }
+
+    #[test]
+    fn extint_through_lint0() {
+        let rg = rig(2);
+        let (a, b) = (&rg.cpus[0], &rg.cpus[1]);
+        // Program the 8259 as a BIOS would, and raise IRQ 1.
+        rg.pic.with_pic(|p| {
+            for (slave, base, icw3) in [(false, 0x08, 0x04), (true, 0x70, 0x02)] {
+                p.write_port(slave, 0, 0x11);
+                p.write_port(slave, 1, base);
+                p.write_port(slave, 1, icw3);
+                p.write_port(slave, 1, 0x01);
+                p.write_port(slave, 1, 0x00);
+            }
+        });
+        rg.pic.set_irq(1, true);
+        // Virtual wire after reset.
+        assert!(a.intr_pending());
+        assert!(!b.intr_pending(), "only vCPU 0 is wired to the 8259");
+        // APIC enabled, LINT0 masked: the PIC is cut off.
+        enable(a);
+        assert!(!a.intr_pending());
+        // LINT0 ExtINT: passes, and ExtINT is acknowledged through the 8259 first.
+        w(a, 0x350, 0x700);
+        lock(a.lapic()).accept(0x90, false);
+        assert!(a.intr_pending());
+        assert_eq!(a.acknowledge(), Some(0x09));
+        assert_eq!(a.acknowledge(), Some(0x90));
+        rg.pic.with_pic(|p| p.write_port(false, 0, 0x20));
+        rg.pic.set_irq(1, false);
+        rg.pic.set_irq(1, true);
+        assert!(a.intr_pending());
+        // Globally disabled: passes too.
+        w(a, 0x350, 0x10700);
+        assert!(!a.intr_pending());
+        a.write_msr(MSR_APIC_BASE, APIC_DEFAULT_BASE).unwrap();
+        assert!(a.intr_pending());
+        assert_eq!(a.acknowledge(), Some(0x09));
+    }
+
+    #[test]
+    fn eoi_broadcast_reaches_listeners() {
+        struct Rec(Mutex<Vec<u8>>);
+        impl EoiListener for Rec {
+            fn eoi(&self, v: u8) {
+                lock(&self.0).push(v);
+            }
+        }
+        let rg = rig(1);
+        let rec = Arc::new(Rec(Mutex::new(Vec::new())));
+        let weak: Weak<dyn EoiListener> = Arc::downgrade(&rec) as _;
+        rg.bus.add_eoi_listener(weak);
+        let a = &rg.cpus[0];
+        enable(a);
+        rg.bus.deliver(
+            &ApicMessage {
+                vector: 0x80,
+                mode: DeliveryMode::Fixed,
+                dest: Destination::Physical { id: 0, x2apic: false },
+                level_triggered: true,
+            },
+            None,
+        );
+        assert_eq!(a.acknowledge(), Some(0x80));
+        w(a, REG_EOI, 0);
+        assert_eq!(*lock(&rec.0), [0x80]);
+        // A level-triggered IPI behaves the same.
+        w(a, REG_ICR_LO, 0x4_8081);
+        assert_eq!(a.acknowledge(), Some(0x81));
+        w(a, REG_EOI, 0);
+        assert_eq!(*lock(&rec.0), [0x80, 0x81]);
+    }
+
+    #[test]
+    fn msi_decoding() {
+        let m = ApicMessage::from_msi(0xfee0_3004, 0x4031);
+        assert_eq!(m.vector, 0x31);
+        assert_eq!(m.mode, DeliveryMode::Fixed);
+        assert_eq!(m.dest, Destination::Logical { mda: 3, x2apic: false });
+        assert!(!m.level_triggered);
+        let m = ApicMessage::from_msi(0xfee0_1000, 0x8400);
+        assert_eq!(m.mode, DeliveryMode::Nmi);
+        assert_eq!(m.dest, Destination::Physical { id: 1, x2apic: false });
+        assert!(m.level_triggered);
+    }
+
+    #[test]
+    fn save_and_restore() {
+        let rg = rig(1);
+        let a = &rg.cpus[0];
+        enable(a);
+        w(a, REG_TPR, 0x10);
+        w(a, 0x320, 0x20040);
+        w(a, REG_TIMER_INIT, 1_000_000);
+        lock(a.lapic()).accept(0x99, true);
+        let saved = lock(a.lapic()).save_state();
+        let rg2 = rig(1);
+        let b = &rg2.cpus[0];
+        assert!(!b.intr_pending());
+        lock(b.lapic()).restore_state(&saved);
+        assert_eq!(lock(b.lapic()).save_state(), saved);
+        assert!(b.intr_pending(), "the atomic mirrors follow a restore");
+        assert_eq!(r(b, REG_TPR), 0x10);
+        assert_eq!(lock(b.lapic()).poll(0), Some(2_000_000));
+        lock(b.lapic()).reset();
+        assert_eq!(lock(b.lapic()).save_state(), lock(rig(1).cpus[0].lapic()).save_state());
+    }
+
+    #[test]
+    fn random_accesses_never_panic() {
+        let rg = rig(3);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..60_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let c = &rg.cpus[(x % 3) as usize];
+            let off = (x >> 8) & 0xfff;
+            let width = [1, 2, 4, 8][((x >> 4) & 3) as usize];
+            let bytes = (x >> 11).to_le_bytes();
+            match (x >> 30) % 8 {
+                0 => c.mmio_write(off & !0xf, &bytes[..4]),
+                1 => c.mmio_write(off, &bytes[..width]),
+                2 => {
+                    let mut b = [0u8; 8];
+                    c.mmio_read(off, &mut b[..width]);
+                }
+                3 => {
+                    let _ = c.write_msr(0x800 + ((x >> 40) & 0xff) as u32, x >> 3);
+                }
+                4 => {
+                    let _ = c.read_msr(0x800 + ((x >> 40) & 0xff) as u32);
+                }
+                5 => {
+                    let _ = c.write_msr(MSR_APIC_BASE, (x >> 20) & 0xc00 | APIC_DEFAULT_BASE);
+                }
+                6 => c.write_tsc_deadline(x >> 20, i),
+                _ => {
+                    c.take_nmi();
+                    c.take_init_sipi();
+                }
+            }
+            rg.clock.set(i * 1000);
+            for k in &rg.cpus {
+                lock(k.lapic()).poll(i * 1000);
+                if k.intr_pending() {
+                    k.acknowledge();
+                }
+            }
+        }
+    }
+}
