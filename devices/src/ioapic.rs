@@ -257,3 +257,207 @@ impl Device for IoApicMmio {
         self.ioapic.mmio_write(offset, data);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::lapic::{LocalApic, VcpuApic};
+
+    struct Rig {
+        io: Arc<IoApic>,
+        mmio: IoApicMmio,
+        cpus: Vec<VcpuApic>,
+    }
+
+    fn rig(n: usize) -> Rig {
+        let clock = Arc::new(ManualClock::default());
+        let lapics = (0..n)
+            .map(|i| Arc::new(Mutex::new(LocalApic::new(i as u32, i == 0, clock.clone(), 0))))
+            .collect();
+        let bus = ApicBus::new(lapics);
+        let cpus: Vec<VcpuApic> = (0..n).map(|i| VcpuApic::new(&bus, i, None).unwrap()).collect();
+        for c in &cpus {
+            c.mmio_write(0xf0, &0x1ffu32.to_le_bytes());
+        }
+        let io = IoApic::new(bus);
+        Rig { mmio: IoApicMmio::new(io.clone()), io, cpus }
+    }
+
+    impl Rig {
+        fn write(&mut self, reg: u8, v: u32) {
+            self.mmio.write(0, &[reg]);
+            self.mmio.write(0x10, &v.to_le_bytes());
+        }
+        fn read(&mut self, reg: u8) -> u32 {
+            self.mmio.write(0, &[reg]);
+            let mut b = [0u8; 4];
+            self.mmio.read(0x10, &mut b);
+            u32::from_le_bytes(b)
+        }
+        fn route(&mut self, pin: u8, lo: u32, dest: u8) {
+            self.write(0x11 + 2 * pin, (dest as u32) << 24);
+            self.write(0x10 + 2 * pin, lo);
+        }
+        fn ack(&self, cpu: usize) -> Option<u8> {
+            use crate::irq::InterruptController;
+            self.cpus[cpu].acknowledge()
+        }
+        fn eoi(&self, cpu: usize) {
+            self.cpus[cpu].mmio_write(0xb0, &[0; 4]);
+        }
+    }
+
+    #[test]
+    fn registers() {
+        let mut r = rig(1);
+        assert_eq!(r.read(0x01), 0x0017_0020);
+        assert_eq!(r.read(0x00), 0);
+        r.write(0x00, 0xffff_ffff);
+        assert_eq!(r.read(0x00), 0x0f00_0000);
+        assert_eq!(r.read(0x02), 0x0f00_0000);
+        r.write(0x01, 0);
+        assert_eq!(r.read(0x01), 0x0017_0020, "version is read-only");
+        for pin in 0..24 {
+            assert_eq!(r.read(0x10 + 2 * pin), 0x1_0000, "masked at reset");
+            assert_eq!(r.read(0x11 + 2 * pin), 0);
+        }
+        // Delivery status and remote IRR are read-only; reserved bits read 0.
+        r.write(0x10, 0xffff_ffff);
+        assert_eq!(r.read(0x10), 0x1_afff);
+        r.write(0x11, 0xffff_ffff);
+        assert_eq!(r.read(0x11), 0xff00_0000);
+        // Registers past the table read 0; IOREGSEL reads back.
+        assert_eq!(r.read(0x40), 0);
+        r.mmio.write(0, &[0x22]);
+        let mut b = [0u8; 1];
+        r.mmio.read(0, &mut b);
+        assert_eq!(b, [0x22]);
+        let mut b = [0u8; 2];
+        r.mmio.write(0, &[0x01]);
+        r.mmio.read(0x12, &mut b);
+        assert_eq!(b, [0x17, 0]);
+    }
+
+    #[test]
+    fn edge_delivery_and_mask() {
+        let mut r = rig(2);
+        r.route(4, 0x34, 1); // fixed, physical, edge, to APIC 1
+        r.io.set_pin(4, true);
+        assert_eq!(r.ack(1), Some(0x34));
+        assert_eq!(r.ack(0), None);
+        r.eoi(1);
+        r.io.set_pin(4, true);
+        assert_eq!(r.ack(1), None, "no new edge");
+        r.io.set_pin(4, false);
+        r.io.set_pin(4, true);
+        assert_eq!(r.ack(1), Some(0x34));
+        r.eoi(1);
+        // Masked: the edge is lost, and unmasking does not bring it back.
+        r.io.set_pin(4, false);
+        r.route(4, 0x1_0034, 1);
+        r.io.set_pin(4, true);
+        r.route(4, 0x34, 1);
+        assert_eq!(r.ack(1), None);
+        // Logical destination, flat: both APICs.
+        for (i, c) in r.cpus.iter().enumerate() {
+            c.mmio_write(0xd0, &((1u32 << i) << 24).to_le_bytes());
+        }
+        r.route(5, 0x800 | 0x35, 0x3);
+        r.io.set_pin(5, true);
+        assert_eq!(r.ack(0), Some(0x35));
+        assert_eq!(r.ack(1), Some(0x35));
+    }
+
+    #[test]
+    fn level_remote_irr_eoi_and_redelivery() {
+        let mut r = rig(1);
+        r.route(9, 0x8000 | 0x49, 0); // level, active high
+        r.io.set_pin(9, true);
+        assert_eq!(r.read(0x10 + 18) & RTE_REMOTE_IRR as u32, RTE_REMOTE_IRR as u32);
+        assert_eq!(r.ack(0), Some(0x49));
+        // Still asserted, remote IRR set: nothing more.
+        r.io.set_pin(9, true);
+        assert_eq!(r.ack(0), None);
+        // The EOI clears remote IRR and, the line still high, delivers again.
+        r.eoi(0);
+        assert_eq!(r.read(0x10 + 18) & RTE_REMOTE_IRR as u32, RTE_REMOTE_IRR as u32);
+        assert_eq!(r.ack(0), Some(0x49));
+        // The device lowers its line before the EOI: no redelivery.
+        r.io.set_pin(9, false);
+        r.eoi(0);
+        assert_eq!(r.read(0x10 + 18) & RTE_REMOTE_IRR as u32, 0);
+        assert_eq!(r.ack(0), None);
+        // An EOI for another vector leaves remote IRR alone.
+        r.io.set_pin(9, true);
+        assert_eq!(r.ack(0), Some(0x49));
+        r.io.eoi(0x50);
+        assert_ne!(r.read(0x10 + 18) & RTE_REMOTE_IRR as u32, 0);
+        // The IOAPIC's own EOI register (version 0x20).
+        r.eoi(0);
+        assert_eq!(r.ack(0), Some(0x49));
+        r.io.set_pin(9, false);
+        r.mmio.write(0x40, &[0x49, 0, 0, 0]);
+        assert_eq!(r.read(0x10 + 18) & RTE_REMOTE_IRR as u32, 0);
+        // A masked level pin delivers when unmasked while asserted.
+        r.eoi(0);
+        r.route(9, 0x1_8000 | 0x49, 0);
+        r.io.set_pin(9, true);
+        assert_eq!(r.ack(0), None);
+        r.route(9, 0x8000 | 0x49, 0);
+        assert_eq!(r.ack(0), Some(0x49));
+        // Switching to edge clears remote IRR.
+        r.route(9, 0x49, 0);
+        assert_eq!(r.read(0x10 + 18) & RTE_REMOTE_IRR as u32, 0);
+    }
+
+    #[test]
+    fn active_low_polarity() {
+        let mut r = rig(1);
+        r.io.set_pin(16, true); // idle high
+        r.route(16, 0xa000 | 0x61, 0); // level, active low
+        assert_eq!(r.ack(0), None);
+        r.io.set_pin(16, false);
+        assert_eq!(r.ack(0), Some(0x61));
+        r.io.set_pin(16, true);
+        r.eoi(0);
+        assert_eq!(r.ack(0), None);
+        // Edge, active low: the falling edge delivers.
+        r.route(17, 0x2000 | 0x62, 0);
+        r.io.set_pin(17, true);
+        assert_eq!(r.ack(0), None);
+        r.io.set_pin(17, false);
+        assert_eq!(r.ack(0), Some(0x62));
+    }
+
+    #[test]
+    fn nmi_and_init_delivery() {
+        let mut r = rig(2);
+        r.route(3, 0x400, 1);
+        r.io.set_pin(3, true);
+        assert!(r.cpus[1].take_nmi());
+        r.route(6, 0x500, 1);
+        r.io.set_pin(6, true);
+        assert_eq!(r.cpus[1].take_init_sipi(), Some(crate::lapic::InitSipi::Init));
+    }
+
+    #[test]
+    fn save_restore_and_bad_accesses() {
+        let mut r = rig(1);
+        r.route(7, 0x8000 | 0x47, 0);
+        r.io.set_pin(7, true);
+        let saved = r.io.save_state();
+        let r2 = rig(1);
+        r2.io.restore_state(&saved);
+        assert_eq!(r2.io.save_state(), saved);
+        assert_eq!(IoApicState::reset().redir[0], RTE_MASKED);
+        for (off, len) in [(0x10u64, 1usize), (0x10, 2), (0x14, 4), (0x40, 0), (0xfff, 1), (0x20, 8)] {
+            let mut b = [0u8; 8];
+            r.mmio.read(off, &mut b[..len]);
+            r.mmio.write(off, &b[..len]);
+        }
+        r.io.set_pin(100, true);
+        r.write(0xff, 1);
+        assert_eq!(r.read(0xff), 0);
+    }
+}

@@ -15,6 +15,16 @@
 //! The timer is not ticked: counts are computed from the virtual [`Clock`], and
 //! [`Timed::poll`] delivers the expiries that fell due. The APIC bus clock runs at 1 GHz
 //! (one count per nanosecond before the divider), as KVM's and QEMU's do.
+//!
+//! Wiring: create one `Arc<Mutex<LocalApic>>` per vCPU (APIC ID = vCPU index, vCPU 0 the
+//! BSP), an [`ApicBus`] over them, an `IoApic` on the bus, a `GsiRouter` as the devices'
+//! [`crate::IrqSink`], and one [`VcpuApic`] per vCPU (vCPU 0 with the `IsaInterrupts`). The
+//! CPU sends IA32_APIC_BASE (0x1B) and 0x800–0x8FF to `VcpuApic::read_msr`/`write_msr`
+//! (errors → #GP), IA32_TSC_DEADLINE (0x6E0) to `read_tsc_deadline`/`write_tsc_deadline`,
+//! and physical accesses inside `mmio_base()`'s 4 KiB page to `mmio_read`/`mmio_write`
+//! (per vCPU, before the shared MMIO bus; a one-vCPU machine may register [`ApicMmio`] on the
+//! bus instead). Each LAPIC goes in the platform's `Timed` list; poll again after guest
+//! timer writes, since the deadline may have moved.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -685,7 +695,9 @@ impl LocalApic {
     }
 
     fn timer_ticks(&self, now: u64) -> u64 {
-        self.s.timer_anchor_ticks + now.saturating_sub(self.s.timer_anchor_ns) / self.ns_per_count()
+        self.s
+            .timer_anchor_ticks
+            .saturating_add(now.saturating_sub(self.s.timer_anchor_ns) / self.ns_per_count())
     }
 
     pub fn timer_current_count(&self, now: u64) -> u32 {
@@ -709,13 +721,14 @@ impl LocalApic {
         }
         let t = self.timer_ticks(now);
         let target = if self.timer_mode() == TIMER_PERIODIC {
-            (t / n + 1) * n
+            (t / n).saturating_add(1).saturating_mul(n)
         } else if t >= n {
             return None;
         } else {
             n
         };
-        let dt = (target - self.s.timer_anchor_ticks).saturating_mul(self.ns_per_count());
+        let dt = target
+            .saturating_sub(self.s.timer_anchor_ticks).saturating_mul(self.ns_per_count());
         Some(self.s.timer_anchor_ns.saturating_add(dt))
     }
 
@@ -802,7 +815,7 @@ impl LocalApic {
                 self.s.tsc_deadline = 0;
                 None
             }
-            TIMER_PERIODIC => self.count_expiry(now).map(|t| t.max(now + MIN_PERIODIC_NS)),
+            TIMER_PERIODIC => self.count_expiry(now).map(|t| t.max(now.saturating_add(MIN_PERIODIC_NS))),
             _ => self.count_expiry(now),
         };
         self.s.timer_next_ns
@@ -1952,6 +1965,25 @@ mod tests {
         assert_eq!(a.acknowledge(), Some(0x81));
         w(a, REG_EOI, 0);
         assert_eq!(*lock(&rec.0), [0x80, 0x81]);
+    }
+
+    #[test]
+    fn waker_and_kick() {
+        use std::sync::atomic::AtomicUsize;
+        let rg = rig(2);
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w2 = woken.clone();
+        assert!(rg.cpus[1].signals().set_waker(Box::new(move || {
+            w2.fetch_add(1, Ordering::SeqCst);
+        })));
+        enable(&rg.cpus[1]);
+        w(&rg.cpus[0], REG_ICR_HI, 0x0100_0000);
+        w(&rg.cpus[0], REG_ICR_LO, 0x400); // NMI
+        w(&rg.cpus[0], REG_ICR_LO, 0x40); // fixed
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+        assert!(rg.cpus[1].signals().take_kick());
+        assert!(!rg.cpus[1].signals().take_kick());
+        assert!(rg.cpus[1].signals().intr() && rg.cpus[1].signals().nmi());
     }
 
     #[test]
