@@ -76,8 +76,9 @@ const FEATURES: &[(Word, u32, &str)] = &[
 /// compared. Not listed, on purpose: `abm` (LZCNT) and `bmi1` (TZCNT), whose encodings are
 /// BSR/BSF with an F3 prefix — an emulator that does not know them runs BSR/BSF instead,
 /// silently and wrongly (measured on this host's kvm_pvm: `lzcnt` of 0 leaves the
-/// destination unchanged with ZF=1), so no exit ever reaches the fallback.
-const FALLBACK_RUNS: &[&str] = &["cx16", "movbe", "popcnt", "bmi2", "adx", "rdtscp"];
+/// destination unchanged with ZF=1), so no exit ever reaches the fallback; and `movbe`,
+/// on which that emulator raises #UD instead of failing.
+const FALLBACK_RUNS: &[&str] = &["cx16", "popcnt", "bmi2", "adx", "rdtscp"];
 
 /// What filtering decided, for the start-up summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

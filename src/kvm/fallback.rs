@@ -84,8 +84,8 @@ impl Fallback {
         if bytes.is_empty() || insn.is_invalid() {
             return Insn {
                 bytes,
-                mnemonic: "(undecodable)".into(),
-                text: "(undecodable instruction)".into(),
+                mnemonic: "(invalid)".into(),
+                text: "(invalid or unreadable instruction)".into(),
             };
         }
         bytes.truncate(insn.len());
@@ -104,6 +104,7 @@ impl Fallback {
     pub fn run(&mut self, s: &CpuState) -> Result<Stretch, String> {
         let insn = self.fetch(s);
         *self.counts.entry(insn.mnemonic.clone()).or_default() += 1;
+        log::debug!("fallback: {}", insn.describe(s));
         let unimpl_before: u64 = self.it.cpu.stats.unimplemented.values().sum();
         self.it.set_state(s.clone());
         let exit = self.it.run(1);

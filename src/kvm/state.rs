@@ -393,7 +393,7 @@ pub fn set_msr(m: &mut Msrs, index: u32, value: u64) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use twinvm_cpu::state::{efer, Segment};
 

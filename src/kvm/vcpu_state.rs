@@ -163,3 +163,76 @@ pub fn set_state(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The state survives a trip through a real vCPU (where /dev/kvm is usable).
+    #[test]
+    fn state_round_trips_through_a_real_vcpu() {
+        let vm = match KvmVm::open(Path::new(crate::kvm::DEFAULT_DEVICE)) {
+            Ok(vm) => vm,
+            Err(e) => {
+                eprintln!("SKIPPED (KVM unusable here): {e}");
+                return;
+            }
+        };
+        let vcpu = match vm.create_vcpu(0) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("SKIPPED (KVM unusable here): {e}");
+                return;
+            }
+        };
+        let supported = vm
+            .kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .expect("supported cpuid");
+        let (table, _) = crate::kvm::cpuid::build(&twinvm_cpu::CpuModel::max(), &supported, true)
+            .expect("cpuid table");
+        vcpu.set_cpuid2(&table).expect("set cpuid");
+        let msrs = MsrSet::new(&vm).expect("msr list");
+        let mut s = super::super::state::tests::busy_state();
+        // What a real vCPU accepts: canonical, consistent long-mode state.
+        s.rflags = 0x202 | twinvm_cpu::state::rflags::AC;
+        s.cr4 = 0x6a0; // PAE PGE OSFXSR OSXMMEXCPT
+        s.cr0 = 0x8005_0033;
+        s.msr.apic_base = 0xfee0_0900;
+        s.msr.star = 0x0023_0010_0000_0000;
+        s.msr.lstar = 0xffff_ffff_8100_0000;
+        s.msr.sfmask = 0x4700;
+        s.msr.kernel_gs_base = 0xffff_8880_1234_0000;
+        s.msr.sysenter_eip = 0xffff_ffff_8100_1000;
+        s.msr.pat = 0x0007_0406_0007_0406;
+        s.fx.0[160..176].copy_from_slice(&[0x5a; 16]);
+        s.fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        s.events.interrupt_shadow = true;
+        set_state(&vcpu, &vm.caps, &msrs, &s, None).expect("set state");
+        let t = get_state(&vcpu, &vm.caps, &msrs, &s).expect("get state");
+        assert_eq!((t.gpr, t.rip, t.rflags), (s.gpr, s.rip, s.rflags));
+        for i in 0..6 {
+            assert_eq!(t.seg[i].selector, s.seg[i].selector, "segment {i}");
+            assert_eq!(t.seg[i].base, s.seg[i].base, "segment {i}");
+        }
+        assert_eq!(t.seg[1], s.seg[1], "CS");
+        assert_eq!((t.gdtr, t.idtr), (s.gdtr, s.idtr));
+        assert_eq!((t.cr0, t.cr2, t.cr3, t.cr4), (s.cr0, s.cr2, s.cr3, s.cr4));
+        assert_eq!(t.efer, s.efer);
+        assert_eq!(t.fx.0[160..176], s.fx.0[160..176]);
+        for idx in &msrs.indices {
+            if *idx == msr_index::TSC {
+                continue;
+            }
+            let want = state::msr_entries(&s.msr).into_iter().find(|e| e.0 == *idx);
+            let got = state::msr_entries(&t.msr).into_iter().find(|e| e.0 == *idx);
+            if want.is_some_and(|w| w.1 != 0) {
+                assert_eq!(got, want, "MSR {idx:#x}");
+            }
+        }
+        if vm.caps.vcpu_events {
+            assert!(t.events.interrupt_shadow);
+        }
+    }
+}
