@@ -149,6 +149,16 @@ pub fn run_kvm(
     let outcome = run_loop(m, &mut v, &mut fallback, &kicker, input.as_deref());
     drop(kicker);
     let mut stats = v.stats;
+    // What the interpreter did during fallback stretches counts too (an interrupt it took
+    // at the block boundary, a port write inside the block…).
+    let is = &fallback.interpreter().cpu.stats;
+    stats.interrupts += is.interrupts;
+    stats.halts += is.halts;
+    stats.exceptions += is.exceptions;
+    stats.pio_reads += is.pio_reads;
+    stats.pio_writes += is.pio_writes;
+    stats.mmio_reads += is.mmio_reads;
+    stats.mmio_writes += is.mmio_writes;
     stats.instructions = fallback.instructions();
     stats.fallbacks = fallback.counts;
     Ok(RunReport {
