@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::accel::Accel;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "twinvm",
@@ -25,9 +27,17 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Execution engine.
-    #[arg(long, default_value = "interp", value_parser = ["interp"])]
-    pub accel: String,
+    /// Execution engine: interp (twinvm's interpreter) or kvm (Linux KVM, with the
+    /// interpreter for what KVM cannot run).
+    #[arg(long, default_value = "interp")]
+    pub accel: Accel,
+    /// The KVM device file, for --accel kvm.
+    #[arg(long, default_value = crate::kvm::DEFAULT_DEVICE)]
+    pub kvm_device: PathBuf,
+    /// With --accel kvm, hide every CPUID feature KVM lacks, even those the interpreter
+    /// fallback would run.
+    #[arg(long)]
+    pub kvm_strict_cpuid: bool,
     /// Kernel image: multiboot v1 (ELF32/ELF64, or flat with header address fields), or a
     /// raw binary with --flat-addr.
     #[arg(long)]

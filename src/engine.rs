@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use twinvm_cpu::{CpuEnv, CpuStats, Interpreter, RunExit};
 use twinvm_devices::StopRequest;
 
+use crate::accel::Accel;
 use crate::console::InputQueue;
+use crate::error::VmError;
+use crate::kvm::KvmOptions;
 use crate::vm::Machine;
 
 /// How the guest's run ended.
@@ -39,6 +42,29 @@ pub struct RunReport {
     pub outcome: Outcome,
     pub stats: CpuStats,
     pub elapsed: Duration,
+}
+
+/// Runs `m` on the engine `accel` (KVM options apply to `Accel::Kvm` only).
+pub fn run(
+    m: &Machine,
+    input: Option<Arc<InputQueue>>,
+    accel: Accel,
+    kvm: &KvmOptions,
+) -> Result<RunReport, VmError> {
+    match accel {
+        Accel::Interp => Ok(run_interp(m, input)),
+        Accel::Kvm => run_kvm(m, input, kvm),
+    }
+}
+
+/// Runs `m` under KVM (with the interpreter as fallback); fails with a one-line message
+/// when KVM is unusable.
+pub fn run_kvm(
+    m: &Machine,
+    input: Option<Arc<InputQueue>>,
+    opts: &KvmOptions,
+) -> Result<RunReport, VmError> {
+    crate::kvm::run_kvm(m, input, opts)
 }
 
 /// Instructions per slice between device polls: about a millisecond of guest time.

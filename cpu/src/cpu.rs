@@ -44,6 +44,10 @@ pub struct CpuStats {
     /// Instructions that decoded but have no handler, by mnemonic (they raise #UD).
     pub unimplemented: HashMap<String, u64>,
     pub unknown_msrs: HashMap<u32, u64>,
+    /// KVM engine: KVM_RUN returns, and instructions handed to the interpreter because KVM
+    /// could not run them, by mnemonic.
+    pub kvm_exits: u64,
+    pub fallbacks: HashMap<String, u64>,
 }
 
 /// A resolved place an operand lives, for read-modify-write instructions.
