@@ -142,7 +142,7 @@ impl Cpu {
     pub fn stack_segment(&mut self, selector: u16, cpl: u8, kind: Fault) -> Result<Segment, Trap> {
         let rpl = (selector & 3) as u8;
         let Some(mut desc) = self.read_descriptor_as(selector, kind)? else {
-            if self.s.long_mode_active() && cpl != 3 && rpl == cpl {
+            if self.mode64 && cpl != 3 && rpl == cpl {
                 return Ok(null_segment(selector, cpl));
             }
             return Err(kind.trap(0));
