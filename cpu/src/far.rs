@@ -204,7 +204,7 @@ impl Cpu {
         if !is_code(&code) || code.dpl() > cpl {
             return Err(gp(csel as u32 & !3));
         }
-        if lma && !(code.long() && !code.big()) {
+        if lma && (!code.long() || code.big()) {
             return Err(gp(csel as u32 & !3));
         }
         if !call && !conforming(&code) && code.dpl() != cpl {

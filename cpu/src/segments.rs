@@ -267,7 +267,9 @@ pub(crate) fn check_access(
             return Err(gp(0));
         }
         let rw = s.attr & seg_attr::RW != 0;
-        if (code && (write || !rw)) || (!code && write && !rw) {
+        // Code: never writable, readable only with R. Data: always readable, W for writes.
+        let allowed = if code { !write && rw } else { !write || rw };
+        if !allowed {
             return Err(gp(0));
         }
     }
