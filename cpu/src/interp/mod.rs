@@ -15,6 +15,7 @@ pub mod control;
 pub mod data;
 pub mod flagctl;
 pub mod logic;
+pub mod segment;
 pub mod shift;
 pub mod string;
 pub mod system;
@@ -33,6 +34,7 @@ const FAMILIES: &[Lookup] = &[
     bcd::lookup,
     flagctl::lookup,
     system::lookup,
+    segment::lookup,
 ];
 
 /// The handler for `i`, or `None` when no family implements it (the decoder then raises
