@@ -21,6 +21,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run the CPU-bound benchmark guests and print guest MIPS.
     Bench(BenchArgs),
+    /// Run test guests on every chosen engine in parallel; report a table, JSON, JUnit.
+    Conform(crate::conform::ConformArgs),
 }
 
 #[derive(Args, Debug, Clone)]

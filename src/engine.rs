@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use twinvm_cpu::{CpuEnv, CpuStats, Interpreter, RunExit};
+use twinvm_cpu::{CpuEnv, CpuState, CpuStats, Interpreter, RunExit};
 use twinvm_devices::StopRequest;
 
 use crate::console::InputQueue;
@@ -45,6 +45,11 @@ pub struct RunReport {
 const SLICE: u64 = 200_000;
 
 pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
+    run_interp_final(m, input).0
+}
+
+/// `run_interp`, also returning the CPU state at the guest's exit (for `twinvm compare`).
+pub fn run_interp_final(m: &Machine, input: Option<Arc<InputQueue>>) -> (RunReport, CpuState) {
     let env = CpuEnv {
         mem: m.mem.clone(),
         pio: m.pio.clone(),
@@ -106,9 +111,10 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
             }
         }
     };
-    RunReport {
+    let report = RunReport {
         outcome,
         stats: it.cpu.stats.clone(),
         elapsed: start.elapsed(),
-    }
+    };
+    (report, it.cpu.state())
 }

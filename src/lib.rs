@@ -1,7 +1,9 @@
 //! twinvm: the machine — CLI, VM assembly, engine glue, boot loaders.
 
+pub mod accel;
 pub mod bench;
 pub mod cli;
+pub mod conform;
 pub mod console;
 pub mod engine;
 pub mod error;

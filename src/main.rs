@@ -18,6 +18,7 @@ fn main() {
     let code = match &cli.command {
         Command::Run(a) => twinvm::run::cmd_run(a),
         Command::Bench(a) => twinvm::bench::cmd_bench(a),
+        Command::Conform(a) => twinvm::conform::cmd_conform(a),
     };
     std::process::exit(code);
 }
