@@ -23,6 +23,14 @@ pub enum Command {
     Bench(BenchArgs),
     /// Run test guests on every chosen engine in parallel; report a table, JSON, JUnit.
     Conform(crate::conform::ConformArgs),
+    /// qemu-system-x86_64's command line (the part test runners use); also run when this
+    /// binary is invoked through a link named qemu-system-x86_64. `twinvm qemu --help`
+    /// lists the accepted options.
+    #[command(disable_help_flag = true)]
+    Qemu {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -11,5 +11,6 @@ pub mod firmware;
 pub mod loader;
 pub mod logger;
 pub mod platform;
+pub mod qemu;
 pub mod run;
 pub mod vm;
