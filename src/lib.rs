@@ -3,6 +3,7 @@
 pub mod accel;
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod conform;
 pub mod console;
 pub mod engine;

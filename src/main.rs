@@ -32,6 +32,7 @@ fn main() {
         Command::Run(a) => twinvm::run::cmd_run(a),
         Command::Bench(a) => twinvm::bench::cmd_bench(a),
         Command::Conform(a) => twinvm::conform::cmd_conform(a),
+        Command::Compare(a) => twinvm::compare::cmd_compare(a),
         Command::Qemu { args } => twinvm::qemu::main(args),
     };
     std::process::exit(code);
