@@ -23,6 +23,19 @@ pub enum Command {
     Run(RunArgs),
     /// Run the CPU-bound benchmark guests and print guest MIPS.
     Bench(BenchArgs),
+    /// Run test guests on every chosen engine in parallel; report a table, JSON, JUnit.
+    Conform(crate::conform::ConformArgs),
+    /// Run one guest on several engines and compare serial output, exit status, final CPU
+    /// state and guest memory (--lockstep: not implemented yet).
+    Compare(crate::compare::CompareArgs),
+    /// qemu-system-x86_64's command line (the part test runners use); also run when this
+    /// binary is invoked through a link named qemu-system-x86_64. `twinvm qemu --help`
+    /// lists the accepted options.
+    #[command(disable_help_flag = true)]
+    Qemu {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use twinvm_cpu::{CpuEnv, CpuStats, Interpreter, RunExit};
+use twinvm_cpu::{CpuEnv, CpuState, CpuStats, Interpreter, RunExit};
 use twinvm_devices::StopRequest;
 
 use crate::accel::Accel;
@@ -42,6 +42,8 @@ pub struct RunReport {
     pub outcome: Outcome,
     pub stats: CpuStats,
     pub elapsed: Duration,
+    /// The vCPU's architectural state when the guest stopped (compared across engines).
+    pub final_state: CpuState,
 }
 
 /// Runs `m` on the engine `accel` (KVM options apply to `Accel::Kvm` only).
@@ -136,5 +138,6 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
         outcome,
         stats: it.cpu.stats.clone(),
         elapsed: start.elapsed(),
+        final_state: it.cpu.state(),
     }
 }

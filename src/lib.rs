@@ -3,6 +3,8 @@
 pub mod accel;
 pub mod bench;
 pub mod cli;
+pub mod compare;
+pub mod conform;
 pub mod console;
 pub mod engine;
 pub mod error;
@@ -11,5 +13,6 @@ pub mod kvm;
 pub mod loader;
 pub mod logger;
 pub mod platform;
+pub mod qemu;
 pub mod run;
 pub mod vm;

@@ -148,6 +148,11 @@ pub fn run_kvm(
     let start = Instant::now();
     let outcome = run_loop(m, &mut v, &mut fallback, &kicker, input.as_deref());
     drop(kicker);
+    // The state KVM holds at the stop; if KVM cannot give it back, the interpreter's copy
+    // from the last fallback is the best there is.
+    let final_state = v
+        .get_state()
+        .unwrap_or_else(|_| fallback.interpreter().cpu.state());
     let mut stats = v.stats;
     // What the interpreter did during fallback stretches counts too (an interrupt it took
     // at the block boundary, a port write inside the block…).
@@ -165,6 +170,7 @@ pub fn run_kvm(
         outcome: outcome?,
         stats,
         elapsed: start.elapsed(),
+        final_state,
     })
 }
 
