@@ -6,6 +6,7 @@ pub mod console;
 pub mod engine;
 pub mod error;
 pub mod firmware;
+pub mod gdb;
 pub mod loader;
 pub mod logger;
 pub mod platform;
