@@ -8,8 +8,8 @@ use twinvm_cpu::CpuModel;
 use crate::cli::{parse_mem_size, RunArgs};
 use crate::console::{self, InputQueue, RawMode};
 use crate::engine::{self, InterpVcpu, Outcome, RunReport};
-use crate::gdb::{GdbServer, InterpTarget};
 use crate::error::{status, VmError};
+use crate::gdb::{GdbServer, InterpTarget};
 use crate::loader::Module;
 use crate::vm::{Machine, MachineConfig, SerialOut};
 

@@ -55,7 +55,8 @@ pub struct GdbRegs {
 }
 
 /// Bytes of a 'g' packet.
-pub const GDB_REGS_LEN: usize = 16 * 8 + 8 + 4 + 6 * 4 + 8 * 10 + 8 * 4 + 16 * 16 + 4 + 3 * 8 + 6 * 8;
+pub const GDB_REGS_LEN: usize =
+    16 * 8 + 8 + 4 + 6 * 4 + 8 * 10 + 8 * 4 + 16 * 16 + 4 + 3 * 8 + 6 * 8;
 
 impl Registers for GdbRegs {
     type ProgramCounter = u64;
@@ -274,7 +275,10 @@ mod tests {
     fn layout_matches_the_description() {
         // Every <reg> of target.xml, in order, with its size.
         let mut bits = 0;
-        for line in TARGET_XML.lines().filter(|l| l.trim_start().starts_with("<reg ")) {
+        for line in TARGET_XML
+            .lines()
+            .filter(|l| l.trim_start().starts_with("<reg "))
+        {
             let b = line.split("bitsize=\"").nth(1).unwrap();
             bits += b[..b.find('"').unwrap()].parse::<usize>().unwrap();
         }
@@ -289,7 +293,7 @@ mod tests {
         let mut s = CpuState::protected_flat();
         s.gpr = std::array::from_fn(|i| 0x1111 * (i as u64 + 1));
         s.fx.0[160] = 0x5a;
-        s.fx.0[4] = 0x80; // ST0 in use (TOP = 0 → physical 0)… and physical 7.
+        s.fx.0[4] = 0x80; // physical register 7 in use (ST7, with TOP = 0)
         s.msr.kernel_gs_base = 0xdead;
         s.cr3 = 0x1000;
         let r = GdbRegs::from_state(&s);

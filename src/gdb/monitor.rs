@@ -10,6 +10,9 @@ const HELP: &str = "twinvm monitor commands:
   info mode            CPU mode, CPL, code size and paging of each vCPU
   info tlb             the engine's cached linear-to-physical translations
   xp ADDR [LEN]        hex dump of guest-physical memory (LEN bytes, default 64, max 4096)
+  disas [ADDR [N [BITS]]]
+                       disassemble N (default 10) instructions at linear ADDR (default:
+                       the next one) as 16-, 32- or 64-bit code (default: the CPU's mode)
   stats                instruction and exit counters
   set step-irq on|off  deliver interrupts while single-stepping (default on)
   help                 this text
@@ -27,6 +30,7 @@ pub fn run(s: &mut GdbSession, line: &str) -> String {
             .map(|(i, v)| format!("vcpu {i}: {}", v.tlb_dump()))
             .collect(),
         ["xp", rest @ ..] => xp(s, rest),
+        ["disas", rest @ ..] => disas(s, rest),
         ["stats"] => s
             .vcpus
             .iter_mut()
@@ -109,6 +113,61 @@ fn xp(s: &mut GdbSession, args: &[&str]) -> String {
             "xp: {:#x} is not guest RAM",
             addr.wrapping_add(n as u64)
         );
+    }
+    out
+}
+
+/// gdb's own `x/i` decodes with the description's architecture (x86-64) whatever the CPU
+/// mode; this decodes as the CPU does now.
+fn disas(s: &mut GdbSession, args: &[&str]) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let Some(v) = s.vcpus.first_mut() else {
+        return "no vCPU\n".into();
+    };
+    let st = v.state();
+    let pc = if st.in_64bit_code() {
+        st.rip
+    } else {
+        st.seg[CS].base.wrapping_add(st.rip) & 0xffff_ffff
+    };
+    let nums: Vec<Option<u64>> = args.iter().map(|a| parse_num(a)).collect();
+    if nums.iter().any(Option::is_none) || nums.len() > 3 {
+        return "usage: disas [ADDR [N [16|32|64]]]\n".into();
+    }
+    let addr = nums.first().copied().flatten().unwrap_or(pc);
+    let n = nums.get(1).copied().flatten().unwrap_or(10).min(200) as usize;
+    let bits = nums
+        .get(2)
+        .copied()
+        .flatten()
+        .unwrap_or(st.code_bits() as u64) as u32;
+    if !matches!(bits, 16 | 32 | 64) {
+        return "disas: BITS must be 16, 32 or 64\n".into();
+    }
+    let mut buf = vec![0u8; n * 15];
+    let got = v.read_linear(addr, &mut buf);
+    buf.truncate(got);
+    let mut dec = Decoder::with_ip(bits, &buf, addr, DecoderOptions::NONE);
+    let mut fmt = IntelFormatter::new();
+    let mut out = String::new();
+    let mut text = String::new();
+    for _ in 0..n {
+        if !dec.can_decode() {
+            break;
+        }
+        let i = dec.decode();
+        text.clear();
+        fmt.format(&i, &mut text);
+        let start = (i.ip() - addr) as usize;
+        let bytes: String = buf[start..start + i.len()]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mark = if i.ip() == pc { "=>" } else { "  " };
+        let _ = writeln!(out, "{mark} {:#x}: {bytes:<20} {text}", i.ip());
+    }
+    if out.is_empty() {
+        let _ = writeln!(out, "disas: nothing readable at {addr:#x}");
     }
     out
 }

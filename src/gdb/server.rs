@@ -87,7 +87,10 @@ impl GdbServer {
 
     /// Runs the machine's vCPUs under the stub until the guest is done; gives them back
     /// (for the final report) with the outcome.
-    pub fn run(&mut self, vcpus: Vec<Box<dyn DebugTarget>>) -> (Outcome, Vec<Box<dyn DebugTarget>>) {
+    pub fn run(
+        &mut self,
+        vcpus: Vec<Box<dyn DebugTarget>>,
+    ) -> (Outcome, Vec<Box<dyn DebugTarget>>) {
         self.session.attach_vcpus(vcpus);
         let outcome = self.serve();
         (outcome, std::mem::take(&mut self.session.vcpus))
@@ -194,7 +197,9 @@ impl GdbServer {
                         self.sm = Some(inner.report_stop(s, r).map_err(|e| e.to_string())?)
                     }
                     Driven::Exited(o) => {
-                        if !self.no_reboot && matches!(o, Outcome::Reset | Outcome::TripleFault { .. }) {
+                        if !self.no_reboot
+                            && matches!(o, Outcome::Reset | Outcome::TripleFault { .. })
+                        {
                             // The machine is rebuilt; the debugger stays attached.
                             self.sm = Some(GdbStubStateMachine::Running(inner));
                             return Ok(Some(o));
@@ -251,7 +256,10 @@ mod tests {
             parse_addr("tcp::1234").unwrap(),
             "127.0.0.1:1234".parse().unwrap()
         );
-        assert_eq!(parse_addr("1234").unwrap(), "127.0.0.1:1234".parse().unwrap());
+        assert_eq!(
+            parse_addr("1234").unwrap(),
+            "127.0.0.1:1234".parse().unwrap()
+        );
         assert_eq!(
             parse_addr("tcp:0.0.0.0:99").unwrap(),
             "0.0.0.0:99".parse().unwrap()

@@ -402,7 +402,7 @@ impl HwBreakpoint for GdbSession {
 
 fn watchpoint(addr: u64, len: u64, kind: GdbWatchKind) -> Option<Watchpoint> {
     // As the debug registers: 1, 2, 4 or 8 bytes, naturally aligned.
-    if !matches!(len, 1 | 2 | 4 | 8) || addr % len != 0 {
+    if !matches!(len, 1 | 2 | 4 | 8) || !addr.is_multiple_of(len) {
         return None;
     }
     Some(Watchpoint {

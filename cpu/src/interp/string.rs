@@ -123,7 +123,11 @@ fn run<const SIZE: u8, const REGS: u8>(
         return Ok(());
     }
     // A debugger stepping (or watching memory) sees one iteration at a time.
-    let n = if c.debug.single_rep { 1 } else { count.min(CHUNK) };
+    let n = if c.debug.single_rep {
+        1
+    } else {
+        count.min(CHUNK)
+    };
     let mut k = 0;
     let mut res = Ok(());
     let mut go_on = true;
