@@ -119,7 +119,7 @@ impl GdbServer {
                 Ok(Some(o)) => return o,
                 Ok(None) => {}
                 Err(e) => {
-                    log::warn!("gdb: connection dropped: {e}");
+                    log::warn!("gdb: debugger connection ended ({e}); listening again");
                     self.lost_debugger();
                 }
             }
