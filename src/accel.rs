@@ -86,7 +86,11 @@ pub fn check(name: &str) -> Result<Accel, VmError> {
 
 /// Runs `m` on engine `name` until the guest stops it (KVM with its default options).
 /// `twinvm compare` and the QEMU-compatible entry point go through here.
-pub fn run(name: &str, m: &Machine, input: Option<Arc<InputQueue>>) -> Result<EngineRun, VmError> {
+pub fn run(
+    name: &str,
+    m: &Arc<Machine>,
+    input: Option<Arc<InputQueue>>,
+) -> Result<EngineRun, VmError> {
     let accel = check(name)?;
     let report = engine::run(m, input, accel, &KvmOptions::default())?;
     let state = report.final_state.clone();

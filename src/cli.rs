@@ -83,6 +83,14 @@ pub struct RunArgs {
     /// Print instructions executed, guest MIPS and exits by kind when the guest stops.
     #[arg(long)]
     pub stats: bool,
+    /// Start the gdb remote stub: tcp:HOST:PORT, tcp::PORT or PORT (host defaults to
+    /// 127.0.0.1; port 0 picks a free one, printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub gdb: Option<String>,
+    /// Hold the guest at its first instruction until a debugger resumes it (implies
+    /// --gdb tcp:127.0.0.1:1234 when --gdb is not given).
+    #[arg(long)]
+    pub gdb_wait: bool,
 }
 
 #[derive(Args, Debug)]

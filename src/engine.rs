@@ -35,6 +35,8 @@ pub enum Outcome {
         rip: u64,
     },
     UserQuit,
+    /// The debugger killed the VM.
+    Killed,
 }
 
 /// What a finished run reports.
@@ -48,7 +50,7 @@ pub struct RunReport {
 
 /// Runs `m` on the engine `accel` (KVM options apply to `Accel::Kvm` only).
 pub fn run(
-    m: &Machine,
+    m: &Arc<Machine>,
     input: Option<Arc<InputQueue>>,
     accel: Accel,
     kvm: &KvmOptions,
@@ -70,23 +72,42 @@ pub fn run_kvm(
 }
 
 /// Instructions per slice between device polls: about a millisecond of guest time.
-const SLICE: u64 = 200_000;
+pub const SLICE: u64 = 200_000;
 
-pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
-    let env = CpuEnv {
-        mem: m.mem.clone(),
-        pio: m.pio.clone(),
-        mmio: m.mmio.clone(),
-        control: m.control.clone(),
-        intc: m.isa.clone(),
-        clock: m.clock.clone(),
-        model: m.model.clone(),
-    };
-    let start = Instant::now();
-    let mut it = Interpreter::new(env, m.boot_state.clone());
-    let outcome = loop {
-        let exit = it.run(SLICE);
-        if let Some(q) = &input {
+/// The interpreter running one vCPU of a machine, with the platform work between slices
+/// (timers, console input, halts, stop requests). The gdb stub drives the same object.
+pub struct InterpVcpu {
+    pub m: Arc<Machine>,
+    pub it: Interpreter,
+    input: Option<Arc<InputQueue>>,
+    start: Instant,
+}
+
+impl InterpVcpu {
+    pub fn new(m: Arc<Machine>, input: Option<Arc<InputQueue>>) -> Self {
+        let env = CpuEnv {
+            mem: m.mem.clone(),
+            pio: m.pio.clone(),
+            mmio: m.mmio.clone(),
+            control: m.control.clone(),
+            intc: m.isa.clone(),
+            clock: m.clock.clone(),
+            model: m.model.clone(),
+        };
+        let it = Interpreter::new(env, m.boot_state.clone());
+        InterpVcpu {
+            m,
+            it,
+            input,
+            start: Instant::now(),
+        }
+    }
+
+    /// Platform work after `Interpreter::run` returned `exit`; the outcome when the guest
+    /// is done.
+    pub fn after_run(&mut self, exit: RunExit) -> Option<Outcome> {
+        let m = &self.m;
+        if let Some(q) = &self.input {
             let bytes = q.take();
             if !bytes.is_empty() {
                 twinvm_devices::bus::lock(&m.uart).push_input(&bytes);
@@ -94,14 +115,14 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
         }
         let deadline = m.poll_timers();
         match exit {
-            RunExit::Budget => {}
+            RunExit::Budget => None,
             RunExit::Halted => {
-                if !it.can_wake() {
-                    let s = &it.cpu.s;
-                    break Outcome::DeadHalt {
+                if !self.it.can_wake() {
+                    let s = &self.it.cpu.s;
+                    return Some(Outcome::DeadHalt {
                         cs: s.seg[1].selector,
                         rip: s.rip,
-                    };
+                    });
                 }
                 if !twinvm_devices::InterruptController::intr_pending(m.isa.as_ref()) {
                     let now = m.clock.now_ns();
@@ -113,31 +134,45 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
                     }
                     m.poll_timers();
                 }
+                None
             }
             RunExit::Stop => match m.control.take() {
-                Some(StopRequest::DebugExit(s)) => break Outcome::DebugExit(s),
-                Some(StopRequest::PowerOff) => break Outcome::PowerOff,
-                Some(StopRequest::Reset) => break Outcome::Reset,
-                Some(StopRequest::UserQuit) => break Outcome::UserQuit,
-                None => {}
+                Some(StopRequest::DebugExit(s)) => Some(Outcome::DebugExit(s)),
+                Some(StopRequest::PowerOff) => Some(Outcome::PowerOff),
+                Some(StopRequest::Reset) => Some(Outcome::Reset),
+                Some(StopRequest::UserQuit) => Some(Outcome::UserQuit),
+                None => None,
             },
-            RunExit::TripleFault { cs, rip } => break Outcome::TripleFault { cs, rip },
-            RunExit::Unsupported { what, cs, rip } => break Outcome::Unsupported { what, cs, rip },
+            RunExit::TripleFault { cs, rip } => Some(Outcome::TripleFault { cs, rip }),
+            RunExit::Unsupported { what, cs, rip } => Some(Outcome::Unsupported { what, cs, rip }),
             RunExit::Exception(e) => {
                 // Only with stop_on_exception, which the machine never sets.
                 log::error!("unexpected exception exit {e}");
-                break Outcome::Unsupported {
+                Some(Outcome::Unsupported {
                     what: "exception returned to the engine",
-                    cs: it.cpu.s.seg[1].selector,
-                    rip: it.cpu.s.rip,
-                };
+                    cs: self.it.cpu.s.seg[1].selector,
+                    rip: self.it.cpu.s.rip,
+                })
             }
         }
-    };
-    RunReport {
-        outcome,
-        stats: it.cpu.stats.clone(),
-        elapsed: start.elapsed(),
-        final_state: it.cpu.state(),
+    }
+
+    pub fn report(&self, outcome: Outcome) -> RunReport {
+        RunReport {
+            outcome,
+            stats: self.it.cpu.stats.clone(),
+            elapsed: self.start.elapsed(),
+            final_state: self.it.cpu.state(),
+        }
+    }
+}
+
+pub fn run_interp(m: &Arc<Machine>, input: Option<Arc<InputQueue>>) -> RunReport {
+    let mut v = InterpVcpu::new(m.clone(), input);
+    loop {
+        let exit = v.it.run(SLICE);
+        if let Some(o) = v.after_run(exit) {
+            return v.report(o);
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod console;
 pub mod engine;
 pub mod error;
 pub mod firmware;
+pub mod gdb;
 pub mod kvm;
 pub mod loader;
 pub mod logger;

@@ -8,8 +8,9 @@ use twinvm_cpu::CpuModel;
 use crate::accel::Accel;
 use crate::cli::{parse_mem_size, RunArgs};
 use crate::console::{self, InputQueue, RawMode};
-use crate::engine::{self, Outcome, RunReport};
+use crate::engine::{self, InterpVcpu, Outcome, RunReport};
 use crate::error::{status, VmError};
+use crate::gdb::{GdbServer, InterpTarget};
 use crate::kvm::KvmOptions;
 use crate::loader::Module;
 use crate::vm::{Machine, MachineConfig, SerialOut};
@@ -122,26 +123,43 @@ pub fn run_machine(
         interactive,
         Accel::Interp,
         &KvmOptions::default(),
+        None,
     )
 }
 
-/// `run_machine` on a chosen engine.
+/// `run_machine` on a chosen engine, under the gdb stub when `gdb` is given.
 pub fn run_machine_on(
     cfg: &MachineConfig,
     no_reboot: bool,
     interactive: bool,
     accel: Accel,
     kvm: &KvmOptions,
+    mut gdb: Option<&mut GdbServer>,
 ) -> Result<RunReport, VmError> {
     let input = interactive.then(|| Arc::new(InputQueue::default()));
     let mut reader_started = false;
     loop {
-        let m = Machine::build(cfg)?;
+        let m = Arc::new(Machine::build(cfg)?);
         if let (Some(q), false) = (&input, reader_started) {
             console::spawn_reader(q.clone(), m.control.clone());
             reader_started = true;
         }
-        let report = engine::run(&m, input.clone(), accel, kvm)?;
+        let report = match (gdb.as_deref_mut(), accel) {
+            (Some(server), Accel::Interp) => {
+                let vcpu = InterpTarget::new(InterpVcpu::new(m.clone(), input.clone()));
+                let (outcome, vcpus) = server.run(vec![Box::new(vcpu)]);
+                match vcpus.first() {
+                    Some(v) => v.report(outcome),
+                    None => return Err(VmError::Host("the machine has no vCPU".into())),
+                }
+            }
+            (Some(_), other) => {
+                return Err(VmError::Input(format!(
+                    "--gdb is not available with --accel {other} yet (use --accel interp)"
+                )))
+            }
+            (None, _) => engine::run(&m, input.clone(), accel, kvm)?,
+        };
         match report.outcome {
             Outcome::Reset | Outcome::TripleFault { .. } if !no_reboot => {
                 log::info!("guest reset ({:?}); restarting", report.outcome);
@@ -157,6 +175,7 @@ pub fn outcome_status(o: &Outcome) -> (i32, Option<String>) {
     match o {
         Outcome::DebugExit(s) => (*s, None),
         Outcome::PowerOff | Outcome::UserQuit => (0, None),
+        Outcome::Killed => (0, Some("killed by the debugger".into())),
         Outcome::Reset => (
             status::GUEST_RESET,
             Some("guest reset the machine (--no-reboot)".into()),
@@ -234,9 +253,36 @@ pub fn print_stats(r: &RunReport) {
     }
 }
 
+/// The gdb stub asked for on the command line, listening.
+fn gdb_server(a: &RunArgs) -> Result<Option<GdbServer>, VmError> {
+    let addr = match (&a.gdb, a.gdb_wait) {
+        (Some(s), _) => crate::gdb::parse_addr(s)?,
+        (None, true) => crate::gdb::parse_addr("tcp:127.0.0.1:1234")?,
+        (None, false) => return Ok(None),
+    };
+    let server = GdbServer::bind(addr, a.gdb_wait, a.no_reboot)?;
+    eprintln!(
+        "twinvm: gdb stub listening on {}{}",
+        server.local_addr(),
+        if a.gdb_wait {
+            " (the guest waits for the debugger)"
+        } else {
+            ""
+        }
+    );
+    Ok(Some(server))
+}
+
 pub fn cmd_run(a: &RunArgs) -> i32 {
     let cfg = match config_from_args(a) {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("twinvm: {e}");
+            return e.status();
+        }
+    };
+    let mut gdb = match gdb_server(a) {
+        Ok(g) => g,
         Err(e) => {
             eprintln!("twinvm: {e}");
             return e.status();
@@ -252,7 +298,7 @@ pub fn cmd_run(a: &RunArgs) -> i32 {
         device: a.kvm_device.clone(),
         strict_cpuid: a.kvm_strict_cpuid,
     };
-    let result = run_machine_on(&cfg, a.no_reboot, interactive, a.accel, &kvm);
+    let result = run_machine_on(&cfg, a.no_reboot, interactive, a.accel, &kvm, gdb.as_mut());
     if let Some(r) = raw.as_mut() {
         r.restore();
     }

@@ -75,6 +75,11 @@ fn modes() {
 }
 
 #[test]
+fn gdbtest_runs_on_its_own() {
+    run_kernel("gdbtest");
+}
+
+#[test]
 fn bcd16_real_mode_firmware() {
     let path = firmware("bcd16.rom");
     let r = twinvm(

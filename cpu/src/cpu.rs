@@ -86,6 +86,8 @@ pub struct Cpu {
     /// Host TSC reference: guest TSC = clock ns scaled + offset.
     tsc_offset: u64,
     pub apic_id: u8,
+    /// Debugger hooks (watchpoints, one-iteration REP); inert unless a debugger set them.
+    pub debug: crate::debug::DebugHooks,
 }
 
 /// Guest TSC frequency: 1 GHz, so the TSC counts virtual nanoseconds.
@@ -107,6 +109,7 @@ impl Cpu {
             seg_fast: [0; 2],
             tsc_offset: 0,
             apic_id: 0,
+            debug: Default::default(),
         };
         let tsc = cpu.s.msr.tsc;
         cpu.set_tsc(tsc);

@@ -60,7 +60,7 @@ impl Interpreter {
     }
 
     /// Takes a pending external interrupt if the CPU can accept one now.
-    fn accept_interrupt(&mut self) -> Result<bool, RunExit> {
+    pub(crate) fn accept_interrupt(&mut self) -> Result<bool, RunExit> {
         if !self.interrupt_window() || !self.cpu.env.intc.intr_pending() {
             return Ok(false);
         }
@@ -156,7 +156,7 @@ impl Interpreter {
         }
     }
 
-    fn handle_trap(&mut self, t: Trap) -> Result<(), RunExit> {
+    pub(crate) fn handle_trap(&mut self, t: Trap) -> Result<(), RunExit> {
         match t {
             Trap::Exception(e) if self.stop_on_exception => Err(RunExit::Exception(e)),
             Trap::Exception(e) => {

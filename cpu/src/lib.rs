@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod cpu;
+pub mod debug;
 pub mod decode;
 pub mod exception;
 pub mod exec;

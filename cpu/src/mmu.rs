@@ -86,6 +86,20 @@ impl Tlb {
         }
     }
 
+    /// Valid entries as (access kind, linear page, physical page), for a debugger's dump.
+    pub fn entries(&self) -> Vec<(Access, u64, u64)> {
+        let kinds = [Access::Read, Access::Write, Access::Exec];
+        let mut v = Vec::new();
+        for (k, table) in kinds.iter().zip(self.entries.iter()) {
+            for e in table.iter() {
+                if e.tag & self.tag_bits == self.tag_bits && e.tag != 0 {
+                    v.push((*k, e.tag & PAGE_MASK, e.phys));
+                }
+            }
+        }
+        v
+    }
+
     /// Drops every entry for one linear page (INVLPG).
     pub fn flush_page(&mut self, lin: u64) {
         for table in self.entries.iter_mut() {
@@ -125,7 +139,10 @@ const PTE_NX: u64 = 1 << 63;
 
 impl Cpu {
     fn page_fault(&mut self, lin: u64, access: Access, code: u32) -> Trap {
-        self.s.cr2 = lin;
+        // A debugger's look at memory must leave no trace in the guest.
+        if !self.debug.peek {
+            self.s.cr2 = lin;
+        }
         let mut c = code;
         if access == Access::Write {
             c |= pf::W;
@@ -151,7 +168,7 @@ impl Cpu {
     }
 
     fn set_pte_bits(&self, addr: u64, old: u64, bits: u64, wide: bool) {
-        if old & bits == bits {
+        if old & bits == bits || self.debug.peek {
             return;
         }
         let v = old | bits;
@@ -167,7 +184,7 @@ impl Cpu {
         if self.s.cr0 & cr0::PG == 0 {
             return Ok(lin & 0xffff_ffff);
         }
-        let user = self.s.cpl() == 3;
+        let user = self.s.cpl() == 3 && !self.debug.peek;
         let wp = self.s.cr0 & cr0::WP != 0;
         let nxe = self.s.efer & efer::NXE != 0;
         let phys_mask = (1u64 << 52) - 1;
@@ -263,7 +280,8 @@ impl Cpu {
                 Access::Write => r.writable && !self.code_pages.contains(&phys_page),
                 _ => true,
             };
-            if usable && r.len >= 4096 {
+            // Watched pages stay out of the TLB so that every access reaches the slow path.
+            if usable && r.len >= 4096 && !self.debug.watches_page(lin) {
                 self.tlb.fill(access, lin, r.ptr, phys_page);
             }
         }
@@ -311,6 +329,9 @@ impl Cpu {
         if let Some(p1) = p1 {
             self.read_phys(p1, &mut bytes[first..size as usize]);
         }
+        if self.debug.watching() {
+            self.debug.check(lin, size, false);
+        }
         Ok(u64::from_le_bytes(bytes))
     }
 
@@ -326,6 +347,9 @@ impl Cpu {
         self.write_phys(p0, &bytes[..first]);
         if let Some(p1) = p1 {
             self.write_phys(p1, &bytes[first..size as usize]);
+        }
+        if self.debug.watching() {
+            self.debug.check(lin, size, true);
         }
         if self.env.control.is_pending() {
             return Err(Trap::Stop);

@@ -58,7 +58,7 @@ pub struct CompareArgs {
 /// One engine's run, kept with its machine so that memories can be compared.
 struct Sample {
     engine: String,
-    machine: Machine,
+    machine: std::sync::Arc<Machine>,
     run: EngineRun,
     serial: Vec<u8>,
     status: i32,
@@ -115,7 +115,7 @@ fn sample(a: &CompareArgs, i: usize, engine: &str) -> Result<Sample, VmError> {
         }
     };
     let cfg = config_from_args(&run_args)?;
-    let machine = Machine::build(&cfg)?;
+    let machine = std::sync::Arc::new(Machine::build(&cfg)?);
     let run = accel::run(engine, &machine, None);
     // The UART's file is flushed on each write; read it whatever the outcome.
     let serial = std::fs::read(&serial_path).unwrap_or_default();

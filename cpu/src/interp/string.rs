@@ -122,7 +122,12 @@ fn run<const SIZE: u8, const REGS: u8>(
     if count == 0 {
         return Ok(());
     }
-    let n = count.min(CHUNK);
+    // A debugger stepping (or watching memory) sees one iteration at a time.
+    let n = if c.debug.single_rep {
+        1
+    } else {
+        count.min(CHUNK)
+    };
     let mut k = 0;
     let mut res = Ok(());
     let mut go_on = true;
