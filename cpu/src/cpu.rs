@@ -78,6 +78,8 @@ pub struct Cpu {
     /// Host TSC reference: guest TSC = clock ns scaled + offset.
     tsc_offset: u64,
     pub apic_id: u8,
+    /// Breakpoint hits and held debug traps (debug.rs).
+    pub dbg: crate::debug::DebugState,
 }
 
 /// Guest TSC frequency: 1 GHz, so the TSC counts virtual nanoseconds.
@@ -98,6 +100,7 @@ impl Cpu {
             mode64: false,
             tsc_offset: 0,
             apic_id: 0,
+            dbg: Default::default(),
         };
         let tsc = cpu.s.msr.tsc;
         cpu.set_tsc(tsc);

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod cpu;
+pub mod debug;
 pub mod decode;
 pub mod exception;
 pub mod exec;
@@ -11,6 +12,7 @@ pub mod interp;
 pub mod interrupts;
 pub mod mmu;
 pub mod model;
+pub mod monitor;
 #[doc(hidden)]
 pub mod oracle;
 pub mod segments;

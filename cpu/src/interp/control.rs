@@ -352,6 +352,8 @@ fn iret(c: &mut Cpu, i: &Insn) -> Flow {
         let old = c.rflags();
         c.set_rflags((old & keep) | (fl & !keep));
         c.update_mode();
+        // IRET ends NMI blocking.
+        c.s.events.nmi_masked = false;
         return Ok(());
     }
     if c.s.rflags & rflags::NT != 0 && !c.s.long_mode_active() {
@@ -442,5 +444,6 @@ fn iret(c: &mut Cpu, i: &Insn) -> Flow {
     }
     c.set_rflags((old & !mask) | (fl & mask));
     c.update_mode();
+    c.s.events.nmi_masked = false;
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod flagctl;
 pub mod logic;
 pub mod shift;
 pub mod string;
+pub mod syscall;
 pub mod system;
 
 type Lookup = fn(&Instruction, &CpuModel) -> Option<Handler>;
@@ -33,6 +34,7 @@ const FAMILIES: &[Lookup] = &[
     bcd::lookup,
     flagctl::lookup,
     system::lookup,
+    syscall::lookup,
 ];
 
 /// The handler for `i`, or `None` when no family implements it (the decoder then raises
