@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use twinvm_cpu::{CpuEnv, CpuStats, Interpreter, RunExit};
+use twinvm_devices::clock::Clock;
 use twinvm_devices::StopRequest;
 
 use crate::console::InputQueue;
@@ -56,15 +57,29 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
     };
     let start = Instant::now();
     let mut it = Interpreter::new(env, m.boot_state.clone());
+    let mut deadline: Option<u64> = None;
+    // Under --icount: virtual time skipped while halted, on top of instructions << shift.
+    let mut skipped_ns = 0u64;
     let outcome = loop {
-        let exit = it.run(SLICE);
+        let exit = match &m.icount {
+            Some((clock, shift)) => {
+                // Stop at the next timer deadline so that its interrupt comes in on time.
+                let budget = deadline.map_or(SLICE, |d| {
+                    (d.saturating_sub(clock.now_ns()) >> shift).clamp(1, SLICE)
+                });
+                let exit = it.run(budget);
+                clock.advance_to((it.cpu.stats.instructions << shift) + skipped_ns);
+                exit
+            }
+            None => it.run(SLICE),
+        };
         if let Some(q) = &input {
             let bytes = q.take();
             if !bytes.is_empty() {
                 twinvm_devices::bus::lock(&m.uart).push_input(&bytes);
             }
         }
-        let deadline = m.poll_timers();
+        deadline = m.poll_timers();
         match exit {
             RunExit::Budget => {}
             RunExit::Halted => {
@@ -75,7 +90,15 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
                         rip: s.rip,
                     };
                 }
-                if !twinvm_devices::InterruptController::intr_pending(m.isa.as_ref()) {
+                let idle = !twinvm_devices::InterruptController::intr_pending(m.isa.as_ref());
+                if let (true, Some((clock, _))) = (idle, &m.icount) {
+                    // Nothing runs until the next deadline: jump there, deterministically.
+                    let now = clock.now_ns();
+                    let to = deadline.map_or(now + 1_000_000, |d| d.max(now + 1));
+                    skipped_ns += to - now;
+                    clock.advance_to(to);
+                    deadline = m.poll_timers();
+                } else if idle {
                     let now = m.clock.now_ns();
                     let wait = deadline
                         .map_or(1_000_000, |d| d.saturating_sub(now))
