@@ -28,6 +28,26 @@ fn timer() {
     run_kernel("timer");
 }
 
+#[test]
+fn faults() {
+    run_kernel("faults");
+}
+
+#[test]
+fn privilege() {
+    run_kernel("privilege");
+}
+
+#[test]
+fn syscall() {
+    run_kernel("syscall");
+}
+
+#[test]
+fn debug() {
+    run_kernel("debug");
+}
+
 fn instructions(stderr: &str) -> u64 {
     stderr
         .lines()

@@ -79,14 +79,14 @@ impl Cpu {
     }
 
     /// Called on every data access that missed the TLB while the watch is on: #AC for a
-    /// misaligned user access, and data breakpoints (remembered, reported as a trap after
-    /// the instruction).
+    /// misaligned user access, and data breakpoints at any CPL (remembered, reported as a
+    /// trap after the instruction).
     pub(crate) fn watch_access(&mut self, lin: u64, size: u8, access: Access) -> Result<(), Trap> {
-        if !self.tlb.user_mode() {
-            // Implicit supervisor accesses (descriptor tables, TSS, interrupt frames).
-            return Ok(());
+        // Implicit supervisor accesses (descriptor tables, TSS, interrupt frames) made for
+        // CPL 3 code are never alignment-checked.
+        if self.tlb.user_mode() {
+            crate::monitor::alignment(self, lin, size)?;
         }
-        crate::monitor::alignment(self, lin, size)?;
         let dr7 = self.s.dr7;
         for n in 0..4 {
             if !enabled(dr7, n) {

@@ -89,8 +89,8 @@ user_return:
         movl u_vec(%rip), %eax
         lidt saved_idt(%rip)
         movq saved_ksp(%rip), %rsp
-        movw $0x20, %ax
-        movw %ax, %ss
+        movw $0x20, %cx
+        movw %cx, %ss
         pop %r15
         pop %r14
         pop %r13

@@ -8,7 +8,7 @@ extern void user_int80(void);
 extern u8 uidt[], user_stubs[];
 
 struct tss64 tss __attribute__((aligned(16)));
-static u64 gdt2[12] __attribute__((aligned(16)));
+u64 gdt2[16] __attribute__((aligned(16)));
 
 static void gate_in(u8 *table, int vec, void (*handler)(void), int dpl, int ist, int type)
 {
@@ -32,6 +32,12 @@ void gate_present(int vec, int present)
 {
     u8 *g = idt + vec * 16;
     g[5] = present ? (g[5] | 0x80) : (g[5] & 0x7f);
+}
+
+void reload_tr(void)
+{
+    gdt2[9] &= ~(2UL << 40); /* available again */
+    __asm__ volatile("ltr %w0" :: "r"(TSS_SEL));
 }
 
 void sys64_init(void)

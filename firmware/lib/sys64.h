@@ -53,6 +53,10 @@ struct tss64 {
 } __attribute__((packed));
 extern struct tss64 tss;
 
+/* The harness GDT: entries 11-15 are free for tests. */
+extern u64 gdt2[16];
+/* LTR of the harness TSS again (clears its busy bit first). */
+void reload_tr(void);
 /* IDT gate for `vec`: 64-bit interrupt gate (type 0xE) or trap gate (0xF). */
 void set_gate(int vec, void (*handler)(void), int dpl, int ist, int type);
 /* Sets the present bit of gate `vec`. */
@@ -68,4 +72,5 @@ int run_user(void (*fn)(void), u64 flags);
 int run_user_compat(void (*fn32)(void), u64 flags);
 extern volatile u64 u_err, u_rip, u_cs, u_flags;
 extern volatile int u_vec;
+extern char user_stack[], user_stack_top[];
 #endif

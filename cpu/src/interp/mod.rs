@@ -11,6 +11,7 @@ pub mod arith;
 pub mod atomic;
 pub mod bcd;
 pub mod bits;
+pub mod bound;
 pub mod control;
 pub mod data;
 pub mod flagctl;
@@ -35,6 +36,7 @@ const FAMILIES: &[Lookup] = &[
     flagctl::lookup,
     system::lookup,
     syscall::lookup,
+    bound::lookup,
 ];
 
 /// The handler for `i`, or `None` when no family implements it (the decoder then raises

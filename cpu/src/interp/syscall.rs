@@ -66,7 +66,8 @@ fn syscall(c: &mut Cpu, _: &Insn) -> Flow {
 fn sysret(c: &mut Cpu, i: &Insn) -> Flow {
     monitor::sysret(c)?;
     let base = ((c.s.msr.star >> 48) & 0xffff) as u16;
-    let to64 = i.osize == 8;
+    // REX.W selects the 64-bit form (the decoder's default size treats SYSRET as a return).
+    let to64 = i.raw.mnemonic() == Mnemonic::Sysretq;
     let rcx = c.s.gpr[RCX];
     // The #GP for a non-canonical RCX is taken in ring 0, before anything changes.
     if to64 && !canonical(rcx) {
@@ -108,7 +109,7 @@ fn sysenter(c: &mut Cpu, _: &Insn) -> Flow {
 fn sysexit(c: &mut Cpu, i: &Insn) -> Flow {
     monitor::sysexit(c)?;
     let cs = (c.s.msr.sysenter_cs & 0xffff) as u16;
-    let to64 = i.osize == 8;
+    let to64 = i.raw.mnemonic() == Mnemonic::Sysexitq;
     let (rcx, rdx) = (c.s.gpr[RCX], c.s.gpr[RDX]);
     if to64 && !(canonical(rcx) && canonical(rdx)) {
         return Err(gp0());
@@ -177,6 +178,22 @@ mod tests {
         assert_eq!(s.seg[SS].selector, 0x2b);
         assert_eq!(s.cpl(), 3);
         assert_eq!(s.rip, start + 2);
+    }
+
+    #[test]
+    fn sysretl_returns_to_compatibility_mode() {
+        let mut it = machine64();
+        user_pages(&mut it);
+        it.cpu.s.efer |= efer::SCE;
+        it.cpu.s.msr.star = 0x30u64 << 48;
+        // sysretl to a HLT in 32-bit code at CPL 3: #GP(0).
+        it.cpu.s.gpr[RCX] = crate::testing::CODE + 2;
+        let r = run64(&mut it, &[0x0f, 0x07]);
+        assert_eq!(r, RunExit::Exception(Exception::with_code(GP, 0)));
+        let s = it.cpu.state();
+        assert_eq!(s.seg[CS].selector, 0x33);
+        assert!(!s.seg[CS].long() && s.seg[CS].big());
+        assert_eq!(s.rip, crate::testing::CODE + 2);
     }
 
     #[test]
