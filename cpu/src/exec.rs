@@ -300,3 +300,73 @@ impl Interpreter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::test_util::env;
+    use crate::exception::{Exception, DB};
+    use crate::testing::{machine64, run64, CODE};
+
+    /// Real mode: IVT entry 2 → 0000:2000, where an IRET returns to a NOP; HLT at the end.
+    fn real_mode_with_nmi_handler() -> Interpreter {
+        let e = env(1 << 20);
+        e.mem.write(2 * 4, &[0x00, 0x20, 0x00, 0x00]).unwrap();
+        e.mem.write(0x2000, &[0xcf]).unwrap(); // iret
+        e.mem.write(0x1000, &[0x90, 0x90, 0xf4]).unwrap(); // nop; nop; hlt
+        let mut s = CpuState::reset();
+        s.seg[crate::state::CS] = crate::state::Segment::real(0);
+        s.rip = 0x1000;
+        s.gpr[crate::state::RSP] = 0x8000;
+        Interpreter::new(e, s)
+    }
+
+    #[test]
+    fn nmi_is_delivered_and_unblocked_by_iret() {
+        let mut it = real_mode_with_nmi_handler();
+        it.inject_nmi();
+        assert_eq!(it.run(100), RunExit::Halted);
+        assert_eq!(it.cpu.stats.interrupts, 1);
+        assert!(!it.cpu.s.events.nmi_pending);
+        assert!(!it.cpu.s.events.nmi_masked, "IRET ends NMI blocking");
+        assert_eq!(it.cpu.s.rip, 0x1003);
+    }
+
+    #[test]
+    fn nmi_stays_pending_while_blocked() {
+        let mut it = real_mode_with_nmi_handler();
+        it.cpu.s.events.nmi_masked = true;
+        it.inject_nmi();
+        assert_eq!(it.run(100), RunExit::Halted);
+        assert_eq!(it.cpu.stats.interrupts, 0);
+        assert!(it.cpu.s.events.nmi_pending);
+    }
+
+    #[test]
+    fn single_step_traps_after_the_instruction() {
+        let mut it = machine64();
+        it.cpu.s.rflags |= rflags::TF;
+        // nop; nop (+ hlt)
+        let r = run64(&mut it, &[0x90, 0x90]);
+        assert_eq!(r, RunExit::Exception(Exception::new(DB)));
+        assert_eq!(it.cpu.s.rip, CODE + 1);
+        assert_ne!(it.cpu.s.dr6 & crate::debug::DR6_BS, 0);
+    }
+
+    #[test]
+    fn execute_breakpoint_faults_before_and_rf_skips_it() {
+        let mut it = machine64();
+        it.cpu.s.dr[0] = CODE + 1;
+        it.cpu.s.dr7 = 0x401;
+        let r = run64(&mut it, &[0x90, 0x90]);
+        assert_eq!(r, RunExit::Exception(Exception::new(DB)));
+        assert_eq!(it.cpu.s.rip, CODE + 1);
+        it.cpu.s.rflags |= rflags::RF;
+        assert_eq!(it.run(10), RunExit::Halted);
+        assert_eq!(
+            it.cpu.s.rflags & rflags::RF,
+            0,
+            "RF clears after one instruction"
+        );
+    }
+}

@@ -624,3 +624,30 @@ fn wrmsr(c: &mut Cpu, _: &Insn) -> Flow {
     }
     write_msr(c, n, v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::test_util::env;
+    use crate::state::CpuState;
+
+    #[test]
+    fn tsc_adjust_and_tsc_move_together() {
+        let mut c = Cpu::new(env(1 << 20), CpuState::protected_flat());
+        let t0 = c.tsc();
+        write_msr(&mut c, msr::TSC_ADJUST, 1000).unwrap();
+        assert_eq!(c.tsc(), t0 + 1000);
+        write_msr(&mut c, msr::TSC, t0 + 5000).unwrap();
+        assert_eq!(read_msr(&c, msr::TSC_ADJUST), Some(5000));
+        assert_eq!(c.tsc(), t0 + 5000);
+    }
+
+    #[test]
+    fn msrs_the_model_lacks_are_unknown() {
+        let c = Cpu::new(env(1 << 20), CpuState::protected_flat());
+        // SPEC_CTRL and ARCH_CAPABILITIES: not advertised by the model (CPUID.7.EDX).
+        assert_eq!(read_msr(&c, msr::SPEC_CTRL), None);
+        assert_eq!(read_msr(&c, 0x10a), None);
+        assert!(read_msr(&c, msr::SYSENTER_CS).is_some());
+    }
+}
