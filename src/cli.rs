@@ -91,6 +91,11 @@ pub struct RunArgs {
     /// --gdb tcp:127.0.0.1:1234 when --gdb is not given).
     #[arg(long)]
     pub gdb_wait: bool,
+    /// Deterministic virtual time: the clock advances 2^SHIFT ns per instruction executed
+    /// (default 0: 1 ns) instead of following the host, so runs repeat exactly.
+    #[arg(long, value_name = "SHIFT", num_args = 0..=1, default_missing_value = "0",
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub icount: Option<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use twinvm_cpu::{CpuEnv, CpuState, CpuStats, Interpreter, RunExit};
+use twinvm_devices::clock::Clock;
 use twinvm_devices::StopRequest;
 
 use crate::accel::Accel;
@@ -81,6 +82,10 @@ pub struct InterpVcpu {
     pub it: Interpreter,
     input: Option<Arc<InputQueue>>,
     start: Instant,
+    /// The earliest device deadline seen at the last poll.
+    deadline: Option<u64>,
+    /// Under --icount: virtual time skipped while halted, on top of instructions << shift.
+    skipped_ns: u64,
 }
 
 impl InterpVcpu {
@@ -100,13 +105,30 @@ impl InterpVcpu {
             it,
             input,
             start: Instant::now(),
+            deadline: None,
+            skipped_ns: 0,
         }
+    }
+
+    /// Runs one slice. Under --icount the slice stops at the next timer deadline, so that
+    /// its interrupt comes in at the same instruction every run.
+    pub fn run_slice(&mut self) -> RunExit {
+        let budget = match &self.m.icount {
+            Some((clock, shift)) => self.deadline.map_or(SLICE, |d| {
+                (d.saturating_sub(clock.now_ns()) >> shift).clamp(1, SLICE)
+            }),
+            None => SLICE,
+        };
+        self.it.run(budget)
     }
 
     /// Platform work after `Interpreter::run` returned `exit`; the outcome when the guest
     /// is done.
     pub fn after_run(&mut self, exit: RunExit) -> Option<Outcome> {
         let m = &self.m;
+        if let Some((clock, shift)) = &m.icount {
+            clock.advance_to((self.it.cpu.stats.instructions << shift) + self.skipped_ns);
+        }
         if let Some(q) = &self.input {
             let bytes = q.take();
             if !bytes.is_empty() {
@@ -114,6 +136,7 @@ impl InterpVcpu {
             }
         }
         let deadline = m.poll_timers();
+        self.deadline = deadline;
         match exit {
             RunExit::Budget => None,
             RunExit::Halted => {
@@ -124,7 +147,15 @@ impl InterpVcpu {
                         rip: s.rip,
                     });
                 }
-                if !twinvm_devices::InterruptController::intr_pending(m.isa.as_ref()) {
+                let idle = !twinvm_devices::InterruptController::intr_pending(m.isa.as_ref());
+                if let (true, Some((clock, _))) = (idle, &m.icount) {
+                    // Nothing runs until the next deadline: jump there, deterministically.
+                    let now = clock.now_ns();
+                    let to = deadline.map_or(now + 1_000_000, |d| d.max(now + 1));
+                    self.skipped_ns += to - now;
+                    clock.advance_to(to);
+                    self.deadline = m.poll_timers();
+                } else if idle {
                     let now = m.clock.now_ns();
                     let wait = deadline
                         .map_or(1_000_000, |d| d.saturating_sub(now))
@@ -170,7 +201,7 @@ impl InterpVcpu {
 pub fn run_interp(m: &Arc<Machine>, input: Option<Arc<InputQueue>>) -> RunReport {
     let mut v = InterpVcpu::new(m.clone(), input);
     loop {
-        let exit = v.it.run(SLICE);
+        let exit = v.run_slice();
         if let Some(o) = v.after_run(exit) {
             return v.report(o);
         }

@@ -107,6 +107,7 @@ pub fn config_from_args(a: &RunArgs) -> Result<MachineConfig, VmError> {
         flat_addr: a.flat_addr,
         flat_entry: a.entry,
         model: CpuModel::max(),
+        icount: a.icount,
     })
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use twinvm_cpu::{CpuModel, CpuState};
 use twinvm_devices::bus::SharedDevice;
-use twinvm_devices::clock::{Clock, HostClock, Timed};
+use twinvm_devices::clock::{Clock, HostClock, IcountClock, Timed};
 use twinvm_devices::debug_exit::{DebugExit, DEBUG_EXIT_PORT};
 use twinvm_devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_DATA_PORT};
 use twinvm_devices::pic::{
@@ -40,7 +40,13 @@ pub struct MachineConfig {
     pub flat_addr: Option<u64>,
     pub flat_entry: Option<u64>,
     pub model: CpuModel,
+    /// `--icount SHIFT`: time advances 2^SHIFT ns per instruction.
+    pub icount: Option<u32>,
 }
+
+/// What the RTC shows at power-on under `--icount` (2000-01-01 00:00:00 UTC), so that
+/// nothing in a run depends on the host.
+const ICOUNT_EPOCH_UNIX_NS: i128 = 946_684_800 * 1_000_000_000;
 
 pub struct Machine {
     pub mem: Arc<GuestMemory>,
@@ -53,6 +59,8 @@ pub struct Machine {
     pub timed: Vec<Arc<Mutex<dyn Timed>>>,
     pub boot_state: CpuState,
     pub model: Arc<CpuModel>,
+    /// The instruction-driven clock and its shift, under `--icount`.
+    pub icount: Option<(Arc<IcountClock>, u32)>,
 }
 
 fn shared<D: twinvm_devices::Device + 'static>(d: D) -> Arc<Mutex<D>> {
@@ -81,7 +89,13 @@ impl Machine {
         }
         let mem = Arc::new(mem);
         let control = Arc::new(VmControl::new());
-        let clock: Arc<dyn Clock> = Arc::new(HostClock::new());
+        let icount = cfg
+            .icount
+            .map(|shift| (Arc::new(IcountClock::new()), shift));
+        let clock: Arc<dyn Clock> = match &icount {
+            Some((c, _)) => c.clone(),
+            None => Arc::new(HostClock::new()),
+        };
         let isa = IsaInterrupts::new();
         let line = |irq: u32| IrqLine::new(isa.clone(), irq);
 
@@ -117,7 +131,10 @@ impl Machine {
         let pit = shared(Pit::new(clock.clone(), line(PIT_IRQ)));
         add(&mut pio, PIT_BASE, PIT_PORT_LEN, pit.clone())?;
         add(&mut pio, PORT61, 1, shared(Port61::new(pit.clone())))?;
-        let rtc = shared(Rtc::new(clock.clone(), line(RTC_IRQ)));
+        let rtc = shared(match icount {
+            Some(_) => Rtc::with_unix_ns(clock.clone(), line(RTC_IRQ), ICOUNT_EPOCH_UNIX_NS),
+            None => Rtc::new(clock.clone(), line(RTC_IRQ)),
+        });
         fill_cmos(&mut rtc.lock().unwrap_or_else(|e| e.into_inner()), &mem);
         add(&mut pio, RTC_BASE, RTC_PORT_LEN, rtc.clone())?;
         let kbc = Arc::new(Mutex::new(I8042::new(control.clone(), line(1), line(12))));
@@ -163,6 +180,7 @@ impl Machine {
             timed,
             boot_state,
             model: Arc::new(cfg.model.clone()),
+            icount,
         })
     }
 

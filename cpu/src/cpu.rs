@@ -87,7 +87,9 @@ pub struct Cpu {
     tsc_offset: u64,
     pub apic_id: u8,
     /// Debugger hooks (watchpoints, one-iteration REP); inert unless a debugger set them.
-    pub debug: crate::debug::DebugHooks,
+    pub debug: crate::debugger::DebugHooks,
+    /// Breakpoint hits and held debug traps (debug.rs).
+    pub dbg: crate::debug::DebugState,
 }
 
 /// Guest TSC frequency: 1 GHz, so the TSC counts virtual nanoseconds.
@@ -110,6 +112,7 @@ impl Cpu {
             tsc_offset: 0,
             apic_id: 0,
             debug: Default::default(),
+            dbg: Default::default(),
         };
         let tsc = cpu.s.msr.tsc;
         cpu.set_tsc(tsc);

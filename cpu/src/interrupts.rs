@@ -32,36 +32,55 @@ fn class(vector: u8) -> u8 {
 }
 
 impl Cpu {
-    /// Delivers an event; a fault while delivering becomes #DF, and a fault while
-    /// delivering #DF is a triple fault (returned as an error for the caller to act on).
+    /// Delivers an event. A fault while delivering it is handled as the SDM's table 6-5
+    /// says: contributory after contributory, or anything but benign after a page fault,
+    /// becomes #DF; otherwise the second exception is delivered instead (serially). A fault
+    /// while delivering #DF is a triple fault (returned as an error for the caller to act
+    /// on). A fault while delivering INT n/INT3/INTO is a fault of that instruction: it is
+    /// returned, so that it is delivered with RIP at the instruction.
     pub fn deliver_event(&mut self, d: Delivery) -> Result<(), Trap> {
-        match self.deliver_once(d) {
-            Ok(()) => Ok(()),
-            Err(Trap::Exception(second)) => {
-                if d.vector == DF && d.kind == EventKind::Exception {
-                    return Err(Trap::Exception(second));
-                }
-                let (c1, c2) = (class(d.vector), class(second.vector));
-                let double = d.kind == EventKind::Exception
-                    && ((c1 == 1 && c2 == 1) || (c1 == 2 && (c2 == 1 || c2 == 2)));
-                if double {
-                    let df = Delivery {
-                        vector: DF,
-                        error_code: Some(0),
-                        kind: EventKind::Exception,
-                    };
-                    return self.deliver_once(df);
-                }
-                // Benign combinations: deliver the second one on its own.
-                self.deliver_once(Delivery {
-                    vector: second.vector,
-                    error_code: second.error_code,
-                    kind: EventKind::Exception,
-                })
-                .map_err(|_| Trap::Exception(Exception::new(DF)))
+        let mut cur = d;
+        // Each round either succeeds, escalates to #DF or ends in a triple fault; benign
+        // chains are bounded by the small number of distinct vectors involved.
+        for _ in 0..8 {
+            let second = match self.deliver_once(cur) {
+                Ok(()) => return Ok(()),
+                Err(Trap::Exception(e)) => e,
+                Err(t) => return Err(t),
+            };
+            if cur.kind == EventKind::Software {
+                return Err(Trap::Exception(second));
             }
-            Err(t) => Err(t),
+            if cur.vector == DF && cur.kind == EventKind::Exception {
+                return Err(Trap::Exception(second));
+            }
+            // The fault happened while delivering an event external to the program: the EXT
+            // bit of a selector error code says so (SDM vol. 3 §6.13).
+            let mut code = second.error_code;
+            if matches!(second.vector, TS | NP | SS_VEC | GP) {
+                code = code.map(|c| c | 1);
+            }
+            let (c1, c2) = if cur.kind == EventKind::Exception {
+                (class(cur.vector), class(second.vector))
+            } else {
+                (0, class(second.vector))
+            };
+            let double = (c1 == 1 && c2 == 1) || (c1 == 2 && c2 != 0);
+            cur = if double {
+                Delivery {
+                    vector: DF,
+                    error_code: Some(0),
+                    kind: EventKind::Exception,
+                }
+            } else {
+                Delivery {
+                    vector: second.vector,
+                    error_code: code,
+                    kind: EventKind::Exception,
+                }
+            };
         }
+        Err(Trap::Exception(Exception::new(DF)))
     }
 
     fn deliver_once(&mut self, d: Delivery) -> Result<(), Trap> {

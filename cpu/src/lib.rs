@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod cpu;
 pub mod debug;
+pub mod debugger;
 pub mod decode;
 pub mod exception;
 pub mod exec;
@@ -13,6 +14,7 @@ pub mod interp;
 pub mod interrupts;
 pub mod mmu;
 pub mod model;
+pub mod monitor;
 #[doc(hidden)]
 pub mod oracle;
 pub mod segments;

@@ -34,6 +34,8 @@ pub struct Tlb {
     entries: Box<[[Entry; TLB_SIZE]; 3]>,
     /// Tag bits that a hit must match: bit 0 valid, bit 1 user (CPL 3).
     tag_bits: u64,
+    /// No fills: every access takes the slow path (data breakpoints, #AC armed).
+    bypass: bool,
 }
 
 impl Default for Tlb {
@@ -47,7 +49,22 @@ impl Tlb {
         Tlb {
             entries: Box::new([[Entry::default(); TLB_SIZE]; 3]),
             tag_bits: 1,
+            bypass: false,
         }
+    }
+
+    /// Stops (and drops) or resumes caching, so that every access reaches `read_slow` /
+    /// `write_slow` (see debug.rs).
+    pub fn set_bypass(&mut self, on: bool) {
+        if on {
+            self.flush();
+        }
+        self.bypass = on;
+    }
+
+    /// Whether accesses are checked as CPL 3 ones (false for implicit supervisor accesses).
+    pub fn user_mode(&self) -> bool {
+        self.tag_bits & 2 != 0
     }
 
     pub fn set_user(&mut self, user: bool) {
@@ -72,6 +89,9 @@ impl Tlb {
     }
 
     fn fill(&mut self, access: Access, lin: u64, host_page: *mut u8, phys_page: u64) {
+        if self.bypass {
+            return;
+        }
         let e = &mut self.entries[access as usize][Self::slot(lin)];
         e.tag = (lin & PAGE_MASK) | self.tag_bits;
         e.addend = (host_page as u64).wrapping_sub(lin & PAGE_MASK);
@@ -315,6 +335,9 @@ impl Cpu {
     }
 
     pub(crate) fn read_slow(&mut self, lin: u64, size: u8, access: Access) -> Result<u64, Trap> {
+        if self.dbg.watch {
+            self.watch_access(lin, size, access)?;
+        }
         let mut bytes = [0u8; 8];
         let first = (4096 - (lin & 0xfff)).min(size as u64) as usize;
         // Translate every page before touching any, so a fault on the second page leaves
@@ -336,6 +359,9 @@ impl Cpu {
     }
 
     fn write_slow(&mut self, lin: u64, size: u8, v: u64) -> Result<(), Trap> {
+        if self.dbg.watch {
+            self.watch_access(lin, size, Access::Write)?;
+        }
         let bytes = v.to_le_bytes();
         let first = (4096 - (lin & 0xfff)).min(size as u64) as usize;
         let p0 = self.translate_fill(lin, Access::Write)?;

@@ -24,6 +24,8 @@ pub mod feat {
     pub const BMI1: u32 = 1 << 3;
     pub const BMI2: u32 = 1 << 8;
     pub const ADX: u32 = 1 << 19;
+    // Leaf 7.0 ECX.
+    pub const UMIP: u32 = 1 << 2;
     // Leaf 0x8000_0001 ECX.
     pub const LAHF_LM: u32 = 1 << 0;
     pub const ABM: u32 = 1 << 5;
@@ -44,6 +46,7 @@ pub struct CpuModel {
     pub leaf1_ecx: u32,
     pub leaf1_edx: u32,
     pub leaf7_ebx: u32,
+    pub leaf7_ecx: u32,
     pub ext1_ecx: u32,
     pub ext1_edx: u32,
     pub brand: &'static str,
@@ -61,8 +64,9 @@ impl CpuModel {
             // Family 6, model 0x3a (an Ivy Bridge-like signature), stepping 9.
             signature: 0x0003_06a9,
             leaf1_ecx: CX16 | MOVBE | POPCNT | HYPERVISOR,
-            leaf1_edx: PSE | TSC | MSR | PAE | CX8 | PGE | CMOV | PAT | PSE36,
+            leaf1_edx: PSE | TSC | MSR | PAE | CX8 | SEP | PGE | CMOV | PAT | PSE36,
             leaf7_ebx: 0,
+            leaf7_ecx: UMIP,
             ext1_ecx: LAHF_LM | ABM,
             ext1_edx: SYSCALL | NX | PDPE1GB | RDTSCP | LM,
             brand: "twinvm virtual CPU",
@@ -101,7 +105,7 @@ impl CpuModel {
                 self.leaf1_ecx,
                 self.leaf1_edx,
             ],
-            7 if subleaf == 0 => [0, self.leaf7_ebx, 0, 0],
+            7 if subleaf == 0 => [0, self.leaf7_ebx, self.leaf7_ecx, 0],
             0x8000_0000 => [Self::MAX_EXT, 0, 0, 0],
             0x8000_0001 => [0, 0, self.ext1_ecx, self.ext1_edx],
             0x8000_0002..=0x8000_0004 => {

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fmt::Write;
 
-use twinvm_cpu::debug::{DebugExit, DebugRun, Watchpoint};
+use twinvm_cpu::debugger::{DebugExit, DebugRun, Watchpoint};
 use twinvm_cpu::mmu::Access;
 use twinvm_cpu::{CpuState, RunExit};
 

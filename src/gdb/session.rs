@@ -17,7 +17,7 @@ use gdbstub::target::ext::breakpoints::{
 };
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
-use twinvm_cpu::debug::{WatchKind, Watchpoint};
+use twinvm_cpu::debugger::{WatchKind, Watchpoint};
 
 use super::arch::{GdbRegs, TwinX86};
 use super::target::{BreakKind, DebugTarget, RunEvent, RunRequest, Stop};

@@ -6,7 +6,7 @@
 //! stepping at CPL 3) can run the vCPU in the interpreter for as long as the debugger
 //! needs it — `InterpTarget` is that fallback as well as the interpreter's own target.
 
-use twinvm_cpu::debug::Watchpoint;
+use twinvm_cpu::debugger::Watchpoint;
 use twinvm_cpu::CpuState;
 
 use crate::engine::{Outcome, RunReport};

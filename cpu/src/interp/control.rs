@@ -310,6 +310,8 @@ fn iret(c: &mut Cpu, i: &Insn) -> Flow {
         Mnemonic::Iretd => 4,
         _ => 2,
     };
+    // IRET unblocks NMIs, even when it then faults (SDM vol. 3 §6.7.1).
+    c.s.events.nmi_masked = false;
     if c.s.rflags & rflags::VM != 0 {
         return Err(Trap::Unsupported(
             "virtual-8086 mode (IRET in virtual-8086 mode)",

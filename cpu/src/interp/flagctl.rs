@@ -4,9 +4,9 @@ use iced_x86::{Instruction, Mnemonic};
 
 use crate::cpu::Cpu;
 use crate::decode::{Handler, Insn};
-use crate::exception::{gp0, ud, Flow, Trap};
+use crate::exception::{ud, Flow, Trap};
 use crate::model::{feat, CpuModel};
-use crate::state::{cr0, rflags};
+use crate::state::rflags;
 
 pub fn lookup(i: &Instruction, _model: &CpuModel) -> Option<Handler> {
     use Mnemonic::*;
@@ -58,19 +58,9 @@ fn std_(c: &mut Cpu, _: &Insn) -> Flow {
     Ok(())
 }
 
-fn iopl(c: &Cpu) -> u8 {
-    ((c.s.rflags & rflags::IOPL) >> 12) as u8
-}
-
 /// Whether IF may be changed directly (real mode, or CPL ≤ IOPL).
 fn if_allowed(c: &Cpu) -> Result<(), Trap> {
-    if c.s.cr0 & cr0::PE != 0 && c.s.cpl() > iopl(c) {
-        if c.s.rflags & rflags::VM != 0 {
-            return Err(Trap::Unsupported("virtual-8086 mode"));
-        }
-        return Err(gp0());
-    }
-    Ok(())
+    crate::monitor::interrupt_flag(c)
 }
 
 fn cli(c: &mut Cpu, _: &Insn) -> Flow {
@@ -105,13 +95,7 @@ fn popf(c: &mut Cpu, i: &Insn) -> Flow {
     let size = i.osize;
     let new = c.stack_peek(0, size)?;
     let old = c.rflags();
-    let cpl = c.s.cpl();
-    let mut mask = rflags::ARITH | rflags::TF | rflags::DF | rflags::NT | rflags::AC | rflags::ID;
-    if c.s.cr0 & cr0::PE == 0 || cpl == 0 {
-        mask |= rflags::IOPL | rflags::IF;
-    } else if cpl <= iopl(c) {
-        mask |= rflags::IF;
-    }
+    let mut mask = crate::monitor::popf_mask(c);
     if size == 2 {
         mask &= 0xffff;
     }

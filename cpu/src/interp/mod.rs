@@ -11,6 +11,7 @@ pub mod arith;
 pub mod atomic;
 pub mod bcd;
 pub mod bits;
+pub mod bound;
 pub mod control;
 pub mod data;
 pub mod flagctl;
@@ -18,6 +19,7 @@ pub mod logic;
 pub mod segment;
 pub mod shift;
 pub mod string;
+pub mod syscall;
 pub mod system;
 
 type Lookup = fn(&Instruction, &CpuModel) -> Option<Handler>;
@@ -35,6 +37,8 @@ const FAMILIES: &[Lookup] = &[
     flagctl::lookup,
     system::lookup,
     segment::lookup,
+    syscall::lookup,
+    bound::lookup,
 ];
 
 /// The handler for `i`, or `None` when no family implements it (the decoder then raises

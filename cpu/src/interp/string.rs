@@ -17,11 +17,11 @@ use iced_x86::{Code, Instruction};
 
 use crate::cpu::Cpu;
 use crate::decode::{Handler, Insn, Rep};
-use crate::exception::{gp0, Flow, Trap};
+use crate::exception::{Flow, Trap};
 use crate::flags::{size_mask, FlagOp};
 use crate::mmu::Access;
 use crate::model::CpuModel;
-use crate::state::{cr0, rflags, ES, RAX, RCX, RDI, RDX, RSI};
+use crate::state::{rflags, ES, RAX, RCX, RDI, RDX, RSI};
 
 /// Iterations per handler call before a REP instruction yields to the run loop.
 const CHUNK: u64 = 4096;
@@ -61,18 +61,6 @@ pub fn lookup(i: &Instruction, _model: &CpuModel) -> Option<Handler> {
         Outsd_DX_m32 => outs::<4>,
         _ => return None,
     })
-}
-
-/// The IN/OUT privilege check (as in system.rs): in protected mode, CPL > IOPL (or
-/// virtual-8086 mode) raises #GP(0). The TSS I/O bitmap comes with the system-CPU work.
-pub(crate) fn io_allowed(c: &Cpu) -> Flow {
-    if c.s.cr0 & cr0::PE != 0 {
-        let iopl = ((c.s.rflags & rflags::IOPL) >> 12) as u8;
-        if c.s.rflags & rflags::VM != 0 || c.s.cpl() > iopl {
-            return Err(gp0());
-        }
-    }
-    Ok(())
 }
 
 /// Whether a step's outcome means the iteration did not happen. `Trap::Stop` comes from a
@@ -486,8 +474,8 @@ fn cmps<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
 // ----- INS, OUTS -----
 
 fn ins<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
-    io_allowed(c)?;
     let port = c.s.gpr[RDX] as u16;
+    crate::monitor::io(c, port, SIZE)?;
     run::<SIZE, DI>(c, i, no_bulk, |c, _si, di| {
         let dst = c.seg_write_addr(ES, di, SIZE)?;
         // Check the destination is writable before the port read, whose side effects
@@ -503,8 +491,8 @@ fn ins<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn outs<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
-    io_allowed(c)?;
     let port = c.s.gpr[RDX] as u16;
+    crate::monitor::io(c, port, SIZE)?;
     let seg = i.mem.seg as usize;
     run::<SIZE, SI>(c, i, no_bulk, |c, si, _di| {
         let src = c.seg_read_addr(seg, si, SIZE)?;
@@ -1141,6 +1129,8 @@ mod tests {
             s.rip = 0x1000;
             s.gpr[RDX] = 0x3f8;
             s.gpr[RSI] = 0x5000;
+            // A TSS without room for an I/O permission bitmap: every port is denied.
+            s.tr.limit = 0x67;
             s
         });
         it.cpu.env.mem.write(0x1000, &[0x6e, 0xf4]).unwrap();

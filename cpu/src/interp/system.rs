@@ -1,9 +1,9 @@
 //! System instructions: CPUID, RDTSC/RDTSCP, HLT, IN/OUT, MOV CR/DR, descriptor-table
 //! registers, LLDT/LTR, RDMSR/WRMSR, INVLPG, CLTS/LMSW/SMSW, SWAPGS, UD0/UD1/UD2.
 //!
-//! Every privileged instruction goes through `require_cpl0`, the one place that raises the
-//! architectural fault for an unprivileged caller; the system-CPU work grows these checks
-//! (IOPL and the TSS I/O bitmap, CR4.UMIP/TSD/PCE…).
+//! Every sensitive instruction first calls its check in `crate::monitor`, the one place
+//! that raises the architectural fault for an unprivileged caller (CPL, IOPL and the TSS
+//! I/O bitmap, CR4.UMIP/TSD/PCE, DR7.GD).
 
 use iced_x86::{Instruction, Mnemonic};
 
@@ -11,7 +11,8 @@ use crate::cpu::Cpu;
 use crate::decode::{Handler, Insn, Operand};
 use crate::exception::{gp0, ud, Flow, Trap};
 use crate::model::{feat, CpuModel};
-use crate::state::{cr0, cr4, efer, rflags, seg_attr, Segment, CS, FS, GS, RAX, RCX, RDX};
+use crate::monitor;
+use crate::state::{cr0, cr4, efer, seg_attr, Segment, CS, FS, GS, RAX, RCX, RDX};
 
 pub fn lookup(i: &Instruction, model: &CpuModel) -> Option<Handler> {
     use Mnemonic::*;
@@ -37,6 +38,8 @@ pub fn lookup(i: &Instruction, model: &CpuModel) -> Option<Handler> {
         Smsw => smsw,
         Swapgs => swapgs,
         Wbinvd | Invd => privileged_nop,
+        Rdpmc => rdpmc,
+        Monitor | Mwait | Monitorx | Mwaitx => monitor_mwait,
         Ud0 | Ud1 | Ud2 => undefined,
         _ => return None,
     })
@@ -46,7 +49,24 @@ pub fn ends_block(i: &Instruction) -> bool {
     use Mnemonic::*;
     matches!(
         i.mnemonic(),
-        Hlt | Lgdt | Lidt | Lldt | Ltr | Wrmsr | Invlpg | Clts | Lmsw | Swapgs | Ud0 | Ud1 | Ud2
+        Hlt | Lgdt
+            | Lidt
+            | Lldt
+            | Ltr
+            | Wrmsr
+            | Invlpg
+            | Clts
+            | Lmsw
+            | Swapgs
+            | Ud0
+            | Ud1
+            | Ud2
+            | Syscall
+            | Sysret
+            | Sysretq
+            | Sysenter
+            | Sysexit
+            | Sysexitq
     ) || (i.mnemonic() == Mov
         && matches!(
             crate::decode::reg_operand(i.op0_register()),
@@ -55,10 +75,15 @@ pub fn ends_block(i: &Instruction) -> bool {
 }
 
 fn require_cpl0(c: &Cpu) -> Flow {
-    if c.s.cpl() != 0 {
-        return Err(gp0());
-    }
-    Ok(())
+    monitor::cpl0(c)
+}
+
+fn rdpmc(c: &mut Cpu, _: &Insn) -> Flow {
+    monitor::pmc(c, c.s.gpr[RCX] as u32)
+}
+
+fn monitor_mwait(c: &mut Cpu, _: &Insn) -> Flow {
+    monitor::monitor_mwait(c)
 }
 
 fn undefined(_: &mut Cpu, _: &Insn) -> Flow {
@@ -70,6 +95,7 @@ fn privileged_nop(c: &mut Cpu, _: &Insn) -> Flow {
 }
 
 fn cpuid(c: &mut Cpu, _: &Insn) -> Flow {
+    monitor::cpuid(c)?;
     let r = c
         .env
         .model
@@ -80,15 +106,8 @@ fn cpuid(c: &mut Cpu, _: &Insn) -> Flow {
     Ok(())
 }
 
-fn tsc_allowed(c: &Cpu) -> Flow {
-    if c.s.cr4 & cr4::TSD != 0 && c.s.cpl() != 0 && c.s.cr0 & cr0::PE != 0 {
-        return Err(gp0());
-    }
-    Ok(())
-}
-
 fn rdtsc(c: &mut Cpu, _: &Insn) -> Flow {
-    tsc_allowed(c)?;
+    monitor::tsc(c)?;
     let t = c.tsc();
     c.s.gpr[RAX] = t & 0xffff_ffff;
     c.s.gpr[RDX] = t >> 32;
@@ -106,17 +125,6 @@ fn hlt(c: &mut Cpu, _: &Insn) -> Flow {
     Err(Trap::Halt)
 }
 
-fn io_allowed(c: &Cpu) -> Flow {
-    if c.s.cr0 & cr0::PE != 0 {
-        let iopl = ((c.s.rflags & rflags::IOPL) >> 12) as u8;
-        if c.s.rflags & rflags::VM != 0 || c.s.cpl() > iopl {
-            // The TSS I/O permission bitmap comes with the system-CPU work.
-            return Err(gp0());
-        }
-    }
-    Ok(())
-}
-
 fn port_of(c: &Cpu, i: &Insn, n: usize) -> u16 {
     match i.ops[n] {
         Operand::Imm => i.imm as u16,
@@ -125,23 +133,27 @@ fn port_of(c: &Cpu, i: &Insn, n: usize) -> u16 {
 }
 
 fn in_(c: &mut Cpu, i: &Insn) -> Flow {
-    io_allowed(c)?;
     let size = Cpu::op_size(i, 0);
     let port = port_of(c, i, 1);
+    monitor::io(c, port, size)?;
     let v = c.io_in(port, size);
     c.write_op(i, 0, v)
 }
 
 fn out(c: &mut Cpu, i: &Insn) -> Flow {
-    io_allowed(c)?;
     let size = Cpu::op_size(i, 1);
     let port = port_of(c, i, 0);
+    monitor::io(c, port, size)?;
     let v = c.read_op(i, 1)?;
     c.io_out(port, size, v)
 }
 
 fn mov_cr_dr(c: &mut Cpu, i: &Insn) -> Flow {
-    require_cpl0(c)?;
+    if matches!(i.ops[0], Operand::Dr(_)) || matches!(i.ops[1], Operand::Dr(_)) {
+        monitor::debug_register(c)?;
+    } else {
+        require_cpl0(c)?;
+    }
     let width = if c.mode64 { 8 } else { 4 };
     match (i.ops[0], i.ops[1]) {
         (Operand::Reg { idx, .. }, Operand::Cr(n)) => {
@@ -189,6 +201,15 @@ const CR4_SUPPORTED: u64 = cr4::VME
     | cr4::OSFXSR
     | cr4::OSXMMEXCPT;
 
+/// CR4.UMIP is writable when the model advertises UMIP.
+fn umip_bit(c: &Cpu) -> u64 {
+    if c.env.model.leaf7_ecx & feat::UMIP != 0 {
+        cr4::UMIP
+    } else {
+        0
+    }
+}
+
 /// MOV to a control register, with the checks of SDM vol. 3 §2.5 and the TLB flushes the
 /// change requires.
 pub fn write_cr(c: &mut Cpu, n: u8, v: u64) -> Flow {
@@ -235,7 +256,7 @@ pub fn write_cr(c: &mut Cpu, n: u8, v: u64) -> Flow {
             c.break_block = true;
         }
         4 => {
-            if v & !CR4_SUPPORTED != 0 {
+            if v & !(CR4_SUPPORTED | umip_bit(c)) != 0 {
                 return Err(gp0());
             }
             if c.s.long_mode_active() && v & cr4::PAE == 0 {
@@ -309,6 +330,7 @@ fn lgdt_lidt(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn sgdt_sidt(c: &mut Cpu, i: &Insn) -> Flow {
+    monitor::store_descriptor(c)?;
     let t = if i.raw.mnemonic() == Mnemonic::Sgdt {
         c.s.gdtr
     } else {
@@ -340,10 +362,7 @@ fn system_descriptor(c: &mut Cpu, sel: u16, types: &[u32]) -> Result<Segment, Tr
 }
 
 fn protected_only(c: &Cpu) -> Flow {
-    if c.s.cr0 & cr0::PE == 0 || c.s.rflags & rflags::VM != 0 {
-        return Err(ud());
-    }
-    Ok(())
+    monitor::protected_only(c)
 }
 
 fn lldt(c: &mut Cpu, i: &Insn) -> Flow {
@@ -381,17 +400,20 @@ fn ltr(c: &mut Cpu, i: &Insn) -> Flow {
 
 fn sldt(c: &mut Cpu, i: &Insn) -> Flow {
     protected_only(c)?;
+    monitor::store_descriptor(c)?;
     let v = c.s.ldtr.selector as u64;
     c.write_op(i, 0, v)
 }
 
 fn str_(c: &mut Cpu, i: &Insn) -> Flow {
     protected_only(c)?;
+    monitor::store_descriptor(c)?;
     let v = c.s.tr.selector as u64;
     c.write_op(i, 0, v)
 }
 
 fn smsw(c: &mut Cpu, i: &Insn) -> Flow {
+    monitor::store_descriptor(c)?;
     let v = c.s.cr0;
     // A register destination receives as much of CR0 as it holds; memory gets 16 bits.
     c.write_op(i, 0, v)
@@ -421,10 +443,7 @@ fn invlpg(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn swapgs(c: &mut Cpu, _: &Insn) -> Flow {
-    if !c.mode64 {
-        return Err(ud());
-    }
-    require_cpl0(c)?;
+    monitor::swapgs(c)?;
     std::mem::swap(&mut c.s.seg[GS].base, &mut c.s.msr.kernel_gs_base);
     Ok(())
 }
@@ -510,9 +529,20 @@ pub fn read_msr(c: &Cpu, n: u32) -> Option<u64> {
 pub fn write_msr(c: &mut Cpu, n: u32, v: u64) -> Flow {
     let long_addr = |v: u64| if canonical(v) { Ok(v) } else { Err(gp0()) };
     match n {
-        msr::TSC => c.set_tsc(v),
+        msr::TSC => {
+            // Writing the TSC moves TSC_ADJUST by the same amount (SDM vol. 3 §18.17.3).
+            let delta = v.wrapping_sub(c.tsc());
+            c.s.msr.tsc_adjust = c.s.msr.tsc_adjust.wrapping_add(delta);
+            c.set_tsc(v);
+        }
         msr::APIC_BASE => c.s.msr.apic_base = v & 0x000f_ffff_ffff_fd00,
-        msr::TSC_ADJUST => c.s.msr.tsc_adjust = v,
+        msr::TSC_ADJUST => {
+            // ... and writing TSC_ADJUST moves the TSC.
+            let delta = v.wrapping_sub(c.s.msr.tsc_adjust);
+            let t = c.tsc().wrapping_add(delta);
+            c.set_tsc(t);
+            c.s.msr.tsc_adjust = v;
+        }
         msr::SYSENTER_CS => c.s.msr.sysenter_cs = v & 0xffff,
         msr::SYSENTER_ESP => c.s.msr.sysenter_esp = long_addr(v)?,
         msr::SYSENTER_EIP => c.s.msr.sysenter_eip = long_addr(v)?,
@@ -593,4 +623,31 @@ fn wrmsr(c: &mut Cpu, _: &Insn) -> Flow {
         return Err(gp0());
     }
     write_msr(c, n, v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::test_util::env;
+    use crate::state::CpuState;
+
+    #[test]
+    fn tsc_adjust_and_tsc_move_together() {
+        let mut c = Cpu::new(env(1 << 20), CpuState::protected_flat());
+        let t0 = c.tsc();
+        write_msr(&mut c, msr::TSC_ADJUST, 1000).unwrap();
+        assert_eq!(c.tsc(), t0 + 1000);
+        write_msr(&mut c, msr::TSC, t0 + 5000).unwrap();
+        assert_eq!(read_msr(&c, msr::TSC_ADJUST), Some(5000));
+        assert_eq!(c.tsc(), t0 + 5000);
+    }
+
+    #[test]
+    fn msrs_the_model_lacks_are_unknown() {
+        let c = Cpu::new(env(1 << 20), CpuState::protected_flat());
+        // SPEC_CTRL and ARCH_CAPABILITIES: not advertised by the model (CPUID.7.EDX).
+        assert_eq!(read_msr(&c, msr::SPEC_CTRL), None);
+        assert_eq!(read_msr(&c, 0x10a), None);
+        assert!(read_msr(&c, msr::SYSENTER_CS).is_some());
+    }
 }

@@ -137,6 +137,9 @@ impl InterpRunner {
             s.seg[seg] = Segment::flat(0, false, false);
             s.seg[seg].attr |= dpl3;
         }
+        // Linux denies user I/O in the TSS I/O bitmap; a TSS too short to hold one denies
+        // every port the same way (#GP) without the TSS having to be mapped.
+        s.tr.limit = 0x66;
         s.rip = l.code;
         let mut it = Interpreter::new(e, s);
         it.stop_on_exception = true;
