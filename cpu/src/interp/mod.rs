@@ -15,6 +15,7 @@ pub mod control;
 pub mod data;
 pub mod flagctl;
 pub mod logic;
+pub mod paging;
 pub mod shift;
 pub mod string;
 pub mod system;
@@ -33,6 +34,7 @@ const FAMILIES: &[Lookup] = &[
     bcd::lookup,
     flagctl::lookup,
     system::lookup,
+    paging::lookup,
 ];
 
 /// The handler for `i`, or `None` when no family implements it (the decoder then raises
@@ -44,5 +46,5 @@ pub fn lookup(i: &Instruction, model: &CpuModel) -> Option<Handler> {
 /// Instructions after which decoding must stop because they may change how the following
 /// bytes decode or execute (mode, paging, segment bases, interrupt flag…).
 pub fn ends_block(i: &Instruction) -> bool {
-    system::ends_block(i) || flagctl::ends_block(i) || data::ends_block(i)
+    system::ends_block(i) || paging::ends_block(i) || flagctl::ends_block(i) || data::ends_block(i)
 }
