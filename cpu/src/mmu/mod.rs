@@ -99,7 +99,8 @@ impl Cpu {
                     Access::Exec => !t.has(tflags::NX),
                 }
         } else if access == Access::Exec {
-            !t.has(tflags::NX) && !(t.has(tflags::U) && self.s.cr4 & cr4::SMEP != 0)
+            let smep_blocks = t.has(tflags::U) && self.s.cr4 & cr4::SMEP != 0;
+            !t.has(tflags::NX) && !smep_blocks
         } else {
             // SMAP: supervisor data accesses to user pages only when explicit with AC=1.
             let implicit = self.s.cpl() == 3;
