@@ -70,6 +70,16 @@ fn modes() {
 }
 
 #[test]
+fn paging() {
+    run_kernel("paging");
+}
+
+#[test]
+fn tlb() {
+    run_kernel("tlb");
+}
+
+#[test]
 fn bcd16_real_mode_firmware() {
     let path = firmware("bcd16.rom");
     let r = twinvm(
