@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::accel::Accel;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "twinvm",
@@ -21,13 +23,34 @@ pub enum Command {
     Run(RunArgs),
     /// Run the CPU-bound benchmark guests and print guest MIPS.
     Bench(BenchArgs),
+    /// Run test guests on every chosen engine in parallel; report a table, JSON, JUnit.
+    Conform(crate::conform::ConformArgs),
+    /// Run one guest on several engines and compare serial output, exit status, final CPU
+    /// state and guest memory (--lockstep: not implemented yet).
+    Compare(crate::compare::CompareArgs),
+    /// qemu-system-x86_64's command line (the part test runners use); also run when this
+    /// binary is invoked through a link named qemu-system-x86_64. `twinvm qemu --help`
+    /// lists the accepted options.
+    #[command(disable_help_flag = true)]
+    Qemu {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Execution engine.
-    #[arg(long, default_value = "interp", value_parser = ["interp"])]
-    pub accel: String,
+    /// Execution engine: interp (twinvm's interpreter) or kvm (Linux KVM, with the
+    /// interpreter for what KVM cannot run).
+    #[arg(long, default_value = "interp")]
+    pub accel: Accel,
+    /// The KVM device file, for --accel kvm.
+    #[arg(long, default_value = crate::kvm::DEFAULT_DEVICE)]
+    pub kvm_device: PathBuf,
+    /// With --accel kvm, hide every CPUID feature KVM lacks, even those the interpreter
+    /// fallback would run.
+    #[arg(long)]
+    pub kvm_strict_cpuid: bool,
     /// Kernel image: multiboot v1 (ELF32/ELF64, or flat with header address fields), or a
     /// raw binary with --flat-addr.
     #[arg(long)]

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use twinvm_cpu::{CpuEnv, CpuStats, Interpreter, RunExit};
+use twinvm_cpu::{CpuEnv, CpuState, CpuStats, Interpreter, RunExit};
 use twinvm_devices::StopRequest;
 
+use crate::accel::Accel;
 use crate::console::InputQueue;
+use crate::error::VmError;
+use crate::kvm::KvmOptions;
 use crate::vm::Machine;
 
 /// How the guest's run ended.
@@ -39,6 +42,31 @@ pub struct RunReport {
     pub outcome: Outcome,
     pub stats: CpuStats,
     pub elapsed: Duration,
+    /// The vCPU's architectural state when the guest stopped (compared across engines).
+    pub final_state: CpuState,
+}
+
+/// Runs `m` on the engine `accel` (KVM options apply to `Accel::Kvm` only).
+pub fn run(
+    m: &Machine,
+    input: Option<Arc<InputQueue>>,
+    accel: Accel,
+    kvm: &KvmOptions,
+) -> Result<RunReport, VmError> {
+    match accel {
+        Accel::Interp => Ok(run_interp(m, input)),
+        Accel::Kvm => run_kvm(m, input, kvm),
+    }
+}
+
+/// Runs `m` under KVM (with the interpreter as fallback); fails with a one-line message
+/// when KVM is unusable.
+pub fn run_kvm(
+    m: &Machine,
+    input: Option<Arc<InputQueue>>,
+    opts: &KvmOptions,
+) -> Result<RunReport, VmError> {
+    crate::kvm::run_kvm(m, input, opts)
 }
 
 /// Instructions per slice between device polls: about a millisecond of guest time.
@@ -110,5 +138,6 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
         outcome,
         stats: it.cpu.stats.clone(),
         elapsed: start.elapsed(),
+        final_state: it.cpu.state(),
     }
 }

@@ -16,6 +16,9 @@ pub mod status {
     pub const UNSUPPORTED: i32 = 10;
     /// A host error (out of memory, I/O failure…).
     pub const HOST_ERROR: i32 = 12;
+    /// `--accel kvm` cannot be used: no device, no permission, a missing capability, or
+    /// KVM failed while running.
+    pub const KVM_UNAVAILABLE: i32 = 14;
 }
 
 #[derive(Debug)]
@@ -24,6 +27,11 @@ pub enum VmError {
     Input(String),
     /// The host failed us.
     Host(String),
+    /// KVM is unusable or failed (the message names what is missing).
+    Kvm(String),
+    /// The guest needs something no engine here can do (e.g. an instruction neither KVM
+    /// nor the interpreter runs).
+    Unsupported(String),
 }
 
 impl VmError {
@@ -31,6 +39,8 @@ impl VmError {
         match self {
             VmError::Input(_) => status::BAD_INPUT,
             VmError::Host(_) => status::HOST_ERROR,
+            VmError::Kvm(_) => status::KVM_UNAVAILABLE,
+            VmError::Unsupported(_) => status::UNSUPPORTED,
         }
     }
 }
@@ -38,7 +48,9 @@ impl VmError {
 impl fmt::Display for VmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VmError::Input(m) | VmError::Host(m) => f.write_str(m),
+            VmError::Input(m) | VmError::Host(m) | VmError::Kvm(m) | VmError::Unsupported(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

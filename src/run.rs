@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use twinvm_cpu::CpuModel;
 
+use crate::accel::Accel;
 use crate::cli::{parse_mem_size, RunArgs};
 use crate::console::{self, InputQueue, RawMode};
 use crate::engine::{self, Outcome, RunReport};
 use crate::error::{status, VmError};
+use crate::kvm::KvmOptions;
 use crate::loader::Module;
 use crate::vm::{Machine, MachineConfig, SerialOut};
 
@@ -114,6 +116,23 @@ pub fn run_machine(
     no_reboot: bool,
     interactive: bool,
 ) -> Result<RunReport, VmError> {
+    run_machine_on(
+        cfg,
+        no_reboot,
+        interactive,
+        Accel::Interp,
+        &KvmOptions::default(),
+    )
+}
+
+/// `run_machine` on a chosen engine.
+pub fn run_machine_on(
+    cfg: &MachineConfig,
+    no_reboot: bool,
+    interactive: bool,
+    accel: Accel,
+    kvm: &KvmOptions,
+) -> Result<RunReport, VmError> {
     let input = interactive.then(|| Arc::new(InputQueue::default()));
     let mut reader_started = false;
     loop {
@@ -122,7 +141,7 @@ pub fn run_machine(
             console::spawn_reader(q.clone(), m.control.clone());
             reader_started = true;
         }
-        let report = engine::run_interp(&m, input.clone());
+        let report = engine::run(&m, input.clone(), accel, kvm)?;
         match report.outcome {
             Outcome::Reset | Outcome::TripleFault { .. } if !no_reboot => {
                 log::info!("guest reset ({:?}); restarting", report.outcome);
@@ -165,6 +184,26 @@ pub fn print_stats(r: &RunReport) {
     let s = &r.stats;
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     eprintln!("twinvm stats:");
+    if s.kvm_exits > 0 {
+        // KVM does not count the instructions it runs; only the fallback's are known.
+        eprintln!("  kvm exits         {}", s.kvm_exits);
+        eprintln!(
+            "  instructions      {} (run by the interpreter fallback)",
+            s.instructions
+        );
+        eprintln!("  elapsed           {:.3} s", secs);
+        let mut fb: Vec<_> = s.fallbacks.iter().collect();
+        fb.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (m, n) in fb {
+            eprintln!("  fallback          {m} × {n}");
+        }
+        eprintln!(
+            "  exits: pio reads {}, pio writes {}, mmio reads {}, mmio writes {}",
+            s.pio_reads, s.pio_writes, s.mmio_reads, s.mmio_writes
+        );
+        eprintln!("  exits: halts {}, interrupts {}", s.halts, s.interrupts);
+        return;
+    }
     eprintln!("  instructions      {}", s.instructions);
     eprintln!("  elapsed           {:.3} s", secs);
     eprintln!(
@@ -212,7 +251,11 @@ pub fn cmd_run(a: &RunArgs) -> i32 {
     } else {
         None
     };
-    let result = run_machine(&cfg, a.no_reboot, interactive);
+    let kvm = KvmOptions {
+        device: a.kvm_device.clone(),
+        strict_cpuid: a.kvm_strict_cpuid,
+    };
+    let result = run_machine_on(&cfg, a.no_reboot, interactive, a.accel, &kvm);
     if let Some(r) = raw.as_mut() {
         r.restore();
     }

@@ -60,6 +60,11 @@ fn control() {
 }
 
 #[test]
+fn segments() {
+    run_kernel("segments");
+}
+
+#[test]
 fn string() {
     run_kernel("string");
 }

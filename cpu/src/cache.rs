@@ -151,6 +151,9 @@ impl BlockCache {
     }
 
     fn lookup_slow(&mut self, cpu: &mut Cpu) -> Result<u32, Trap> {
+        if !cpu.mode64 && cpu.s.rip > cpu.s.seg[crate::state::CS].limit as u64 {
+            return Err(crate::exception::gp0());
+        }
         let lin = cpu.seg_linear(crate::state::CS, cpu.s.rip)?;
         let phys = cpu.translate(lin, Access::Exec)?;
         let key = (phys << 4) | mode_key(cpu);
@@ -237,6 +240,13 @@ impl BlockCache {
                 break;
             }
             let len = insn.len as u64;
+            // An instruction reaching past the CS limit faults (#GP(0)) when it is reached.
+            if !cpu.mode64 && rip + len - 1 > cpu.s.seg[crate::state::CS].limit as u64 {
+                if insns.is_empty() {
+                    return Err(crate::exception::gp0());
+                }
+                break;
+            }
             if (lin_at & 0xfff) + len > 4096 {
                 if !insns.is_empty() && crossed.is_none() {
                     // Keep page-crossing instructions at the start of their own block.

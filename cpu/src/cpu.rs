@@ -52,6 +52,10 @@ pub struct CpuStats {
     /// Instructions that decoded but have no handler, by mnemonic (they raise #UD).
     pub unimplemented: HashMap<String, u64>,
     pub unknown_msrs: HashMap<u32, u64>,
+    /// KVM engine: KVM_RUN returns, and instructions handed to the interpreter because KVM
+    /// could not run them, by mnemonic.
+    pub kvm_exits: u64,
+    pub fallbacks: HashMap<String, u64>,
 }
 
 /// A resolved place an operand lives, for read-modify-write instructions.
@@ -85,6 +89,10 @@ pub struct Cpu {
     pub(crate) smc_pages: Vec<(u64, u64, u64)>,
     /// 64-bit code (long mode, CS.L): derived from `s`, refreshed by `update_mode`.
     pub mode64: bool,
+    /// Per access kind (0 read, 1 write), a bit per segment register whose limit and type
+    /// checks can be skipped outside 64-bit code (flat 4 GiB, expand-up, usable for that
+    /// access): derived from `s.seg`, refreshed by `update_mode`/`refresh_segments`.
+    pub(crate) seg_fast: [u8; 2],
     /// Host TSC reference: guest TSC = clock ns scaled + offset.
     tsc_offset: u64,
     pub apic_id: u8,
@@ -107,6 +115,7 @@ impl Cpu {
             code_pages: Default::default(),
             smc_pages: Vec::new(),
             mode64: false,
+            seg_fast: [0; 2],
             tsc_offset: 0,
             apic_id: 0,
         };
@@ -139,6 +148,7 @@ impl Cpu {
         self.mode64 = self.s.in_64bit_code();
         self.tlb.set_user(self.s.cpl() == 3);
         self.break_block = true;
+        self.refresh_segments();
     }
 
     #[inline]
@@ -221,7 +231,9 @@ impl Cpu {
         a & size_mask(i.asize)
     }
 
-    /// Linear address of the memory operand (segment applied, canonical-checked).
+    /// Linear address of the memory operand (segment applied, canonical-checked), without
+    /// limit or type checks: for address-only uses (INVLPG); data accesses use
+    /// `mem_read_addr`/`mem_write_addr`.
     #[inline(always)]
     pub fn mem_linear(&self, i: &Insn) -> Result<u64, Trap> {
         self.seg_linear(i.mem.seg as usize, self.ea(i))
@@ -253,11 +265,53 @@ impl Cpu {
         }
     }
 
+    /// Linear address of a `size`-byte data access at `offset` in segment `seg`, with the
+    /// segment's limit and type checks outside 64-bit code (#SS(0) for SS, #GP(0) else).
+    #[inline(always)]
+    pub fn seg_addr(&self, seg: usize, offset: u64, size: u8, write: bool) -> Result<u64, Trap> {
+        if !self.mode64 && self.seg_fast[write as usize] & (1 << seg) == 0 {
+            crate::segments::check_access(self, seg, offset, size, write)?;
+        }
+        self.seg_linear(seg, offset)
+    }
+
+    /// Whether accesses through `seg` need no limit/type check (64-bit code or a flat
+    /// segment): bulk string paths take their fast route only then.
+    #[inline(always)]
+    pub fn seg_unchecked(&self, seg: usize, write: bool) -> bool {
+        self.mode64 || self.seg_fast[write as usize] & (1 << seg) != 0
+    }
+
+    /// `seg_addr` for a read.
+    #[inline(always)]
+    pub fn seg_read_addr(&self, seg: usize, offset: u64, size: u8) -> Result<u64, Trap> {
+        self.seg_addr(seg, offset, size, false)
+    }
+
+    /// `seg_addr` for a write (also right for read-modify-write: writable implies readable).
+    #[inline(always)]
+    pub fn seg_write_addr(&self, seg: usize, offset: u64, size: u8) -> Result<u64, Trap> {
+        self.seg_addr(seg, offset, size, true)
+    }
+
+    /// Checked linear address of the memory operand for a `size`-byte read.
+    #[inline(always)]
+    pub fn mem_read_addr(&self, i: &Insn, size: u8) -> Result<u64, Trap> {
+        self.seg_addr(i.mem.seg as usize, self.ea(i), size, false)
+    }
+
+    /// Checked linear address of the memory operand for a `size`-byte write or
+    /// read-modify-write.
+    #[inline(always)]
+    pub fn mem_write_addr(&self, i: &Insn, size: u8) -> Result<u64, Trap> {
+        self.seg_addr(i.mem.seg as usize, self.ea(i), size, true)
+    }
+
     pub fn loc(&self, i: &Insn, n: usize) -> Result<Loc, Trap> {
         Ok(match i.ops[n] {
             Operand::Reg { idx, size } => Loc::Reg { idx, size },
             Operand::RegHigh(idx) => Loc::RegHigh(idx),
-            Operand::Mem { .. } => Loc::Mem(self.mem_linear(i)?),
+            Operand::Mem { size } => Loc::Mem(self.mem_write_addr(i, size)?),
             _ => return Err(Trap::Unsupported("operand is not a register or memory")),
         })
     }
@@ -296,7 +350,7 @@ impl Cpu {
             Operand::RegHigh(idx) => Ok((self.s.gpr[idx as usize] >> 8) & 0xff),
             Operand::Imm => Ok(i.imm),
             Operand::Mem { size } => {
-                let lin = self.mem_linear(i)?;
+                let lin = self.mem_read_addr(i, size)?;
                 self.read_lin(lin, size)
             }
             Operand::Seg(s) => Ok(self.s.seg[s as usize].selector as u64),
@@ -317,7 +371,7 @@ impl Cpu {
                 Ok(())
             }
             Operand::Mem { size } => {
-                let lin = self.mem_linear(i)?;
+                let lin = self.mem_write_addr(i, size)?;
                 self.write_lin(lin, size, v)
             }
             _ => Err(Trap::Unsupported("operand kind not writable here")),
@@ -360,7 +414,7 @@ impl Cpu {
         let mask = self.sp_mask();
         let rsp = self.s.gpr[crate::state::RSP];
         let new = rsp.wrapping_sub(size as u64) & mask;
-        let lin = self.seg_linear(SS, new)?;
+        let lin = self.seg_write_addr(SS, new, size)?;
         self.write_lin(lin, size, v)?;
         self.s.gpr[crate::state::RSP] = (rsp & !mask) | new;
         Ok(())
@@ -371,7 +425,7 @@ impl Cpu {
     pub fn stack_peek(&mut self, offset: u64, size: u8) -> Result<u64, Trap> {
         let mask = self.sp_mask();
         let sp = self.s.gpr[crate::state::RSP].wrapping_add(offset) & mask;
-        let lin = self.seg_linear(SS, sp)?;
+        let lin = self.seg_read_addr(SS, sp, size)?;
         self.read_lin(lin, size)
     }
 

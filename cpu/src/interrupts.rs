@@ -248,7 +248,8 @@ impl Cpu {
         let (lo, _) = self.read_gate(&d, 8)?;
         let attr = (lo >> 40) as u8;
         if attr & 0xf == 0x5 {
-            return Err(Trap::Unsupported("interrupt through a task gate"));
+            self.check_gate(&d, attr, &[0x5])?;
+            return self.task_gate_event((lo >> 16) as u16, d.error_code);
         }
         self.check_gate(&d, attr, &[0x6, 0x7, 0xe, 0xf])?;
         let selector = (lo >> 16) as u16;

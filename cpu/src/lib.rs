@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod decode;
 pub mod exception;
 pub mod exec;
+pub mod far;
 pub mod flags;
 pub mod interp;
 pub mod interrupts;
@@ -15,6 +16,7 @@ pub mod model;
 pub mod oracle;
 pub mod segments;
 pub mod state;
+pub mod tasks;
 #[doc(hidden)]
 pub mod testing;
 

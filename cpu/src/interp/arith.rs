@@ -84,7 +84,7 @@ pub(crate) fn rmw(c: &mut Cpu, i: &Insn, f: impl FnOnce(u64) -> u64) -> Result<(
             Ok((a, r))
         }
         Operand::Mem { size } => {
-            let lin = c.mem_linear(i)?;
+            let lin = c.mem_write_addr(i, size)?;
             let a = c.read_lin(lin, size)?;
             let r = f(a) & m;
             c.write_lin(lin, size, r)?;

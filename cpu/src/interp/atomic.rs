@@ -116,7 +116,7 @@ fn cmpxchg8b(c: &mut Cpu, i: &Insn) -> Flow {
     if !matches!(i.ops[0], Operand::Mem { .. }) {
         return Err(ud());
     }
-    let lin = c.mem_linear(i)?;
+    let lin = c.mem_write_addr(i, 8)?;
     let m = c.read_lin(lin, 8)?;
     let expected = (c.reg(RDX, 4) << 32) | c.reg(RAX, 4);
     let equal = m == expected;
@@ -141,7 +141,7 @@ fn cmpxchg16b(c: &mut Cpu, i: &Insn) -> Flow {
     if !matches!(i.ops[0], Operand::Mem { .. }) {
         return Err(ud());
     }
-    let lin = c.mem_linear(i)?;
+    let lin = c.mem_write_addr(i, 16)?;
     if lin & 15 != 0 {
         return Err(gp0());
     }

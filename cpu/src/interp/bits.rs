@@ -87,7 +87,8 @@ fn bit_op<const OP: u8>(c: &mut Cpu, i: &Insn) -> Flow {
                 let words = sign_extend(off, size) >> bits.trailing_zeros();
                 ea = ea.wrapping_add((words as u64).wrapping_mul(size as u64)) & size_mask(i.asize);
             }
-            Loc::Mem(c.seg_linear(i.mem.seg as usize, ea)?)
+            // BT only reads; BTS/BTR/BTC write.
+            Loc::Mem(c.seg_addr(i.mem.seg as usize, ea, size, OP != BT)?)
         }
         _ => return Err(ud()),
     };

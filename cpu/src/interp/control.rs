@@ -5,11 +5,11 @@ use iced_x86::{Code, Instruction, Mnemonic};
 
 use crate::cpu::Cpu;
 use crate::decode::{Handler, Insn, Operand};
-use crate::exception::{gp, gp0, Flow, Trap, BP, DB, OF};
+use crate::exception::{gp0, Flow, Trap, BP, DB, OF};
 use crate::flags::size_mask;
 use crate::interrupts::{Delivery, EventKind};
 use crate::model::CpuModel;
-use crate::state::{cr0, rflags, seg_attr, Segment, CS, RBP, RCX, RSP, SS};
+use crate::state::{cr0, rflags, Segment, CS, RBP, RCX, RSP, SS};
 
 pub fn lookup(i: &Instruction, _model: &CpuModel) -> Option<Handler> {
     use Mnemonic::*;
@@ -116,7 +116,7 @@ fn jmp_far_direct(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn read_far_pointer(c: &mut Cpu, i: &Insn, size: u8) -> Result<(u16, u64), Trap> {
-    let lin = c.mem_linear(i)?;
+    let lin = c.mem_read_addr(i, size + 2)?;
     let off = c.read_lin(lin, size)?;
     let sel = c.read_lin(lin.wrapping_add(size as u64), 2)? as u16;
     Ok((sel, off))
@@ -129,20 +129,7 @@ fn jmp_far_indirect(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn call_far(c: &mut Cpu, sel: u16, off: u64, size: u8) -> Flow {
-    let (old_cs, old_rsp, ret) = (c.s.seg[CS], c.s.gpr[RSP], c.next_rip);
-    // Push first (the stack is the caller's), then switch; undo on a fault.
-    c.push(size, old_cs.selector as u64)?;
-    if let Err(e) = c.push(size, ret) {
-        c.s.gpr[RSP] = old_rsp;
-        return Err(e);
-    }
-    if let Err(e) = c.load_cs_far(sel, off, size) {
-        c.s.gpr[RSP] = old_rsp;
-        c.s.seg[CS] = old_cs;
-        c.update_mode();
-        return Err(e);
-    }
-    Ok(())
+    c.far_transfer(sel, off, size, true)
 }
 
 fn call_far_direct(c: &mut Cpu, i: &Insn) -> Flow {
@@ -156,17 +143,7 @@ fn call_far_indirect(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn retf(c: &mut Cpu, i: &Insn) -> Flow {
-    let size = far_size(i);
-    let off = c.stack_peek(0, size)?;
-    let sel = c.stack_peek(size as u64, size)? as u16;
-    if c.s.cr0 & cr0::PE != 0 && (sel & 3) as u8 > c.s.cpl() {
-        return Err(Trap::Unsupported(
-            "far return to an outer privilege level (system-CPU work)",
-        ));
-    }
-    c.load_cs_far(sel, off, size)?;
-    c.stack_adjust(2 * size as u64 + (i.imm & 0xffff));
-    Ok(())
+    c.far_return(far_size(i), i.imm & 0xffff)
 }
 
 fn loop_branch(c: &mut Cpu, i: &Insn, taken: bool) -> Flow {
@@ -234,7 +211,7 @@ fn enter(c: &mut Cpu, i: &Insn) -> Flow {
         if level > 0 {
             for _ in 1..level {
                 bp = bp.wrapping_sub(size as u64) & size_mask(ss);
-                let lin = c.seg_linear(SS, bp)?;
+                let lin = c.seg_read_addr(SS, bp, size)?;
                 let v = c.read_lin(lin, size)?;
                 c.push(size, v)?;
             }
@@ -243,7 +220,7 @@ fn enter(c: &mut Cpu, i: &Insn) -> Flow {
         // Touch the lowest byte of the new frame so that a stack fault happens here.
         let new_sp = c.s.gpr[RSP].wrapping_sub(alloc) & size_mask(ss);
         if alloc > 0 {
-            let lin = c.seg_linear(SS, new_sp)?;
+            let lin = c.seg_write_addr(SS, new_sp, 1)?;
             let b = c.read_lin(lin, 1)?;
             c.write_lin(lin, 1, b)?;
         }
@@ -333,64 +310,47 @@ fn iret(c: &mut Cpu, i: &Insn) -> Flow {
         Mnemonic::Iretd => 4,
         _ => 2,
     };
-    if c.s.cr0 & cr0::PE == 0 {
-        let ip = c.stack_peek(0, size)?;
-        let cs = c.stack_peek(size as u64, size)? as u16;
-        let fl = c.stack_peek(2 * size as u64, size)?;
-        c.jump_near(ip, size)?;
-        c.s.seg[CS] = Segment {
-            selector: cs,
-            base: (cs as u64) << 4,
-            ..c.s.seg[CS]
-        };
-        c.stack_adjust(3 * size as u64);
-        let keep = if size == 2 {
-            !0xffffu64
-        } else {
-            rflags::VM | rflags::VIF | rflags::VIP
-        };
-        let old = c.rflags();
-        c.set_rflags((old & keep) | (fl & !keep));
-        c.update_mode();
-        return Ok(());
-    }
-    if c.s.rflags & rflags::NT != 0 && !c.s.long_mode_active() {
+    if c.s.rflags & rflags::VM != 0 {
         return Err(Trap::Unsupported(
-            "IRET to a nested task (task switching, system-CPU work)",
+            "virtual-8086 mode (IRET in virtual-8086 mode)",
         ));
     }
+    if c.s.cr0 & cr0::PE == 0 {
+        return iret_real(c, size);
+    }
+    if c.s.rflags & rflags::NT != 0 {
+        if c.s.long_mode_active() {
+            return Err(gp0());
+        }
+        return c.iret_task_return();
+    }
+    iret_protected(c, size)
+}
+
+fn iret_real(c: &mut Cpu, size: u8) -> Flow {
     let ip = c.stack_peek(0, size)?;
-    let cs_sel = c.stack_peek(size as u64, size)? as u16;
+    let cs = c.stack_peek(size as u64, size)? as u16;
     let fl = c.stack_peek(2 * size as u64, size)?;
-    let cpl = c.s.cpl();
-    let rpl = (cs_sel & 3) as u8;
-    if rpl < cpl {
-        return Err(gp(cs_sel as u32 & !3));
-    }
-    // 64-bit IRET always pops SS:RSP.
-    let outer = rpl > cpl || c.mode64;
-    let (new_sp, ss_sel) = if outer {
-        (
-            c.stack_peek(3 * size as u64, size)?,
-            c.stack_peek(4 * size as u64, size)? as u16,
-        )
+    c.jump_near(ip, size)?;
+    c.s.seg[CS] = Segment {
+        selector: cs,
+        base: (cs as u64) << 4,
+        ..c.s.seg[CS]
+    };
+    c.stack_adjust(3 * size as u64);
+    let keep = if size == 2 {
+        !0xffffu64
     } else {
-        (0, 0)
+        rflags::VM | rflags::VIF | rflags::VIP
     };
-    let Some(code) = c.read_descriptor(cs_sel)? else {
-        return Err(gp0());
-    };
-    if code.attr & seg_attr::S == 0 || code.attr & seg_attr::CODE == 0 {
-        return Err(gp(cs_sel as u32 & !3));
-    }
-    if !code.present() {
-        return Err(Trap::Exception(crate::exception::Exception::with_code(
-            crate::exception::NP,
-            cs_sel as u32 & !3,
-        )));
-    }
-    // Flags: IOPL only at CPL 0, IF only when CPL ≤ IOPL; VM is not supported yet.
     let old = c.rflags();
+    c.set_rflags((old & keep) | (fl & !keep));
+    c.update_mode();
+    Ok(())
+}
+
+/// The RFLAGS bits an IRET at `cpl` may change (SDM vol. 2, IRET).
+fn iret_flag_mask(old: u64, cpl: u8, size: u8) -> u64 {
     let iopl = ((old & rflags::IOPL) >> 12) as u8;
     let mut mask =
         rflags::ARITH | rflags::TF | rflags::DF | rflags::NT | rflags::RF | rflags::AC | rflags::ID;
@@ -403,44 +363,50 @@ fn iret(c: &mut Cpu, i: &Insn) -> Flow {
     if size == 2 {
         mask &= 0xffff;
     }
-    if cpl == 0 && size >= 4 && fl & rflags::VM != 0 && !c.s.long_mode_active() {
-        return Err(Trap::Unsupported("IRET to virtual-8086 mode"));
+    mask
+}
+
+/// IRET/IRETQ in protected and long mode without a task return: to the same or an outer
+/// privilege level (in 64-bit mode SS:RSP is always popped).
+fn iret_protected(c: &mut Cpu, size: u8) -> Flow {
+    let sz = size as u64;
+    let ip = c.stack_peek(0, size)?;
+    let cs_sel = c.stack_peek(sz, size)? as u16;
+    let fl = c.stack_peek(2 * sz, size)?;
+    let cpl = c.s.cpl();
+    let lma = c.s.long_mode_active();
+    if !lma && size == 4 && cpl == 0 && fl & rflags::VM != 0 {
+        return Err(Trap::Unsupported(
+            "virtual-8086 mode (IRET to a frame with EFLAGS.VM=1)",
+        ));
     }
-    let long_target = c.s.long_mode_active() && code.long();
-    let target = if long_target {
-        ip
+    let code = c.return_code_segment(cs_sel, cpl)?;
+    let rpl = (cs_sel & 3) as u8;
+    let to64 = lma && code.long();
+    let target = c.far_target(&code, ip, size)?;
+    let outer = rpl > cpl || c.mode64;
+    let ss = if outer {
+        let new_sp = c.stack_peek(3 * sz, size)?;
+        let ss_sel = c.stack_peek(4 * sz, size)? as u16;
+        Some((c.return_stack_segment(ss_sel, rpl, to64)?, new_sp))
     } else {
-        ip & size_mask(size.min(4))
+        None
     };
-    let prev_cs = c.s.seg[CS];
-    c.s.seg[CS] = Segment {
-        selector: cs_sel,
-        ..code
-    };
-    c.update_mode();
-    if let Err(e) = c.jump_near(target, if long_target { 8 } else { 4 }) {
-        c.s.seg[CS] = prev_cs;
-        c.update_mode();
-        return Err(e);
-    }
-    if outer {
-        let prev_ss = c.s.seg[SS];
-        // Loading SS checks against the new CPL (the RPL of CS).
-        if let Err(e) = c.load_segment(SS, ss_sel) {
-            c.s.seg[CS] = prev_cs;
-            c.s.seg[SS] = prev_ss;
-            c.update_mode();
-            return Err(e);
+    let old = c.rflags();
+    let mask = iret_flag_mask(old, cpl, size);
+    c.s.seg[CS] = code;
+    match ss {
+        Some((seg, sp)) => {
+            c.s.seg[SS] = seg;
+            c.set_stack_pointer(sp, size, to64);
         }
-        c.s.gpr[RSP] = if c.mode64 {
-            new_sp
-        } else {
-            new_sp & 0xffff_ffff
-        };
-    } else {
-        c.stack_adjust(3 * size as u64);
+        None => c.stack_adjust(3 * sz),
     }
+    c.next_rip = target;
     c.set_rflags((old & !mask) | (fl & mask));
     c.update_mode();
+    if rpl > cpl {
+        c.null_outer_segments(rpl);
+    }
     Ok(())
 }

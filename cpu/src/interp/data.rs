@@ -234,7 +234,7 @@ fn popa(c: &mut Cpu, i: &Insn) -> Flow {
 
 fn xlat(c: &mut Cpu, i: &Insn) -> Flow {
     let off = (c.s.gpr[RBX].wrapping_add(c.s.gpr[RAX] & 0xff)) & size_mask(i.asize);
-    let lin = c.seg_linear(i.mem.seg as usize, off)?;
+    let lin = c.seg_read_addr(i.mem.seg as usize, off, 1)?;
     let v = c.read_lin(lin, 1)?;
     c.set_reg(RAX, 1, v);
     Ok(())
@@ -257,7 +257,7 @@ fn cwd(c: &mut Cpu, i: &Insn) -> Flow {
 fn load_far_pointer(c: &mut Cpu, i: &Insn) -> Flow {
     use iced_x86::Register;
     let size = i.osize;
-    let lin = c.mem_linear(i)?;
+    let lin = c.mem_read_addr(i, size + 2)?;
     let off = c.read_lin(lin, size)?;
     let sel_lin = if c.mode64 {
         lin.wrapping_add(size as u64)

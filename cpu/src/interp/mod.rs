@@ -16,6 +16,7 @@ pub mod data;
 pub mod flagctl;
 pub mod logic;
 pub mod paging;
+pub mod segment;
 pub mod shift;
 pub mod string;
 pub mod system;
@@ -35,6 +36,7 @@ const FAMILIES: &[Lookup] = &[
     flagctl::lookup,
     system::lookup,
     paging::lookup,
+    segment::lookup,
 ];
 
 /// The handler for `i`, or `None` when no family implements it (the decoder then raises

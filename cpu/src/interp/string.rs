@@ -231,9 +231,9 @@ use crate::mmu::{read_host as load, write_host as store};
 fn movs<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     let seg = i.mem.seg as usize;
     let step = |c: &mut Cpu, si: u64, di: u64| {
-        let src = c.seg_linear(seg, si)?;
+        let src = c.seg_read_addr(seg, si, SIZE)?;
         let v = c.read_lin(src, SIZE)?;
-        let dst = c.seg_linear(ES, di)?;
+        let dst = c.seg_write_addr(ES, di, SIZE)?;
         c.write_lin(dst, SIZE, v)?;
         Ok(true)
     };
@@ -261,6 +261,9 @@ fn movs_bulk(
     di: u64,
     max: u64,
 ) -> (u64, bool) {
+    if !c.seg_unchecked(seg, false) || !c.seg_unchecked(ES, true) {
+        return (0, true);
+    }
     let (Ok(sl), Ok(dl)) = (c.seg_linear(seg, si), c.seg_linear(ES, di)) else {
         return (0, true);
     };
@@ -313,7 +316,7 @@ fn movs_bulk(
 fn stos<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     let v = c.reg(RAX, SIZE);
     let step = |c: &mut Cpu, _si: u64, di: u64| {
-        let dst = c.seg_linear(ES, di)?;
+        let dst = c.seg_write_addr(ES, di, SIZE)?;
         c.write_lin(dst, SIZE, v)?;
         Ok(true)
     };
@@ -329,6 +332,9 @@ fn stos<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
 
 #[inline]
 fn stos_bulk(c: &mut Cpu, size: u8, am: u64, back: bool, di: u64, max: u64, v: u64) -> (u64, bool) {
+    if !c.seg_unchecked(ES, true) {
+        return (0, true);
+    }
     let Ok(dl) = c.seg_linear(ES, di) else {
         return (0, true);
     };
@@ -365,7 +371,7 @@ fn stos_bulk(c: &mut Cpu, size: u8, am: u64, back: bool, di: u64, max: u64, v: u
 fn lods<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     let seg = i.mem.seg as usize;
     run::<SIZE, SI>(c, i, no_bulk, |c, si, _di| {
-        let src = c.seg_linear(seg, si)?;
+        let src = c.seg_read_addr(seg, si, SIZE)?;
         let v = c.read_lin(src, SIZE)?;
         c.set_reg(RAX, SIZE, v);
         Ok(true)
@@ -377,6 +383,9 @@ fn scas<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     let am = size_mask(i.asize);
     let back = c.s.rflags & rflags::DF != 0;
     let bulk = |c: &mut Cpu, _si: u64, di: u64, max: u64| {
+        if !c.seg_unchecked(ES, false) {
+            return (0, true);
+        }
         let Ok(dl) = c.seg_linear(ES, di) else {
             return (0, true);
         };
@@ -393,7 +402,7 @@ fn scas<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
         })
     };
     run::<SIZE, DI>(c, i, bulk, |c, _si, di| {
-        let dst = c.seg_linear(ES, di)?;
+        let dst = c.seg_read_addr(ES, di, SIZE)?;
         let b = c.read_lin(dst, SIZE)?;
         c.set_lazy(FlagOp::Sub, SIZE, a, b, a.wrapping_sub(b));
         Ok(rep_continues(i, a == b))
@@ -430,6 +439,9 @@ fn cmps<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     let am = size_mask(i.asize);
     let back = c.s.rflags & rflags::DF != 0;
     let bulk = |c: &mut Cpu, si: u64, di: u64, max: u64| {
+        if !c.seg_unchecked(seg, false) || !c.seg_unchecked(ES, false) {
+            return (0, true);
+        }
         let (Ok(sl), Ok(dl)) = (c.seg_linear(seg, si), c.seg_linear(ES, di)) else {
             return (0, true);
         };
@@ -457,9 +469,9 @@ fn cmps<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
         })
     };
     run::<SIZE, { SI | DI }>(c, i, bulk, |c, si, di| {
-        let src = c.seg_linear(seg, si)?;
+        let src = c.seg_read_addr(seg, si, SIZE)?;
         let a = c.read_lin(src, SIZE)?;
-        let dst = c.seg_linear(ES, di)?;
+        let dst = c.seg_read_addr(ES, di, SIZE)?;
         let b = c.read_lin(dst, SIZE)?;
         c.set_lazy(FlagOp::Sub, SIZE, a, b, a.wrapping_sub(b));
         Ok(rep_continues(i, a == b))
@@ -472,7 +484,7 @@ fn ins<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     io_allowed(c)?;
     let port = c.s.gpr[RDX] as u16;
     run::<SIZE, DI>(c, i, no_bulk, |c, _si, di| {
-        let dst = c.seg_linear(ES, di)?;
+        let dst = c.seg_write_addr(ES, di, SIZE)?;
         // Check the destination is writable before the port read, whose side effects
         // (a FIFO pop) could not be undone by a fault.
         c.translate_fill(dst, Access::Write)?;
@@ -490,7 +502,7 @@ fn outs<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     let port = c.s.gpr[RDX] as u16;
     let seg = i.mem.seg as usize;
     run::<SIZE, SI>(c, i, no_bulk, |c, si, _di| {
-        let src = c.seg_linear(seg, si)?;
+        let src = c.seg_read_addr(seg, si, SIZE)?;
         let v = c.read_lin(src, SIZE)?;
         c.io_out(port, SIZE, v)?;
         Ok(true)
@@ -1214,12 +1226,18 @@ mod tests {
         set(&mut it, 0, 0x10, 10);
         assert_eq!(run_at(&mut it, 0x7c00, &[0xf2, 0xae]), RunExit::Halted);
         assert_eq!(regs(&it), (0, 0x13, 7));
+        // A dword at DS:0xFFFE crosses the 64 KiB real-mode limit: #GP(0).
         set(&mut it, 0xfffe, 0, 0);
+        assert_eq!(
+            run_at(&mut it, 0x7c00, &[0x66, 0x67, 0xad]),
+            RunExit::Exception(crate::exception::Exception::with_code(13, 0))
+        );
+        set(&mut it, 0xfffc, 0, 0);
         assert_eq!(
             run_at(&mut it, 0x7c00, &[0x66, 0x67, 0xad]),
             RunExit::Halted
         );
-        assert_eq!(it.cpu.s.gpr[RAX] as u32, u32::from_le_bytes(*b"ab\0\0"));
-        assert_eq!(it.cpu.s.gpr[RSI], 0x1_0002);
+        assert_eq!(it.cpu.s.gpr[RAX] as u32, u32::from_le_bytes(*b"\0\0ab"));
+        assert_eq!(it.cpu.s.gpr[RSI], 0x1_0000);
     }
 }

@@ -280,9 +280,9 @@ fn table_base_size(c: &Cpu, i: &Insn) -> u8 {
 
 fn lgdt_lidt(c: &mut Cpu, i: &Insn) -> Flow {
     require_cpl0(c)?;
-    let lin = c.mem_linear(i)?;
-    let limit = c.read_lin(lin, 2)? as u16;
     let size = table_base_size(c, i);
+    let lin = c.mem_read_addr(i, 2 + size)?;
+    let limit = c.read_lin(lin, 2)? as u16;
     let mut base = c.read_lin(lin.wrapping_add(2), size)?;
     if !c.mode64 && i.osize == 2 {
         // With a 16-bit operand only 24 bits of the base are loaded.
@@ -304,8 +304,8 @@ fn sgdt_sidt(c: &mut Cpu, i: &Insn) -> Flow {
     } else {
         c.s.idtr
     };
-    let lin = c.mem_linear(i)?;
     let size = table_base_size(c, i);
+    let lin = c.mem_write_addr(i, 2 + size)?;
     c.write_lin(lin.wrapping_add(2), size, t.base)?;
     c.write_lin(lin, 2, t.limit as u64)
 }
