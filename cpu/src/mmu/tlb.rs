@@ -229,6 +229,14 @@ impl ArchTlb {
         } else {
             pcid as u64
         };
+        // One translation per page and context: a fresh walk replaces the other kind
+        // (global vs PCID-tagged) too, or lookups would keep finding the older one.
+        let other = if tag == GLOBAL_TAG {
+            pcid as u64
+        } else {
+            GLOBAL_TAG
+        };
+        self.map.remove(&key(t.lin_page, other));
         if t.size_shift > 12 {
             self.large += 1;
         }
@@ -335,6 +343,11 @@ mod tests {
         assert!(a.lookup(1, 0x2000).is_some());
         assert!(a.flush_page(5, 0x2000, true));
         assert!(a.lookup(1, 0x2000).is_none());
+        // A page that became global replaces the PCID-tagged translation.
+        a.insert(1, t(0x3000, 12, 0));
+        a.insert(1, t(0x3000, 12, tflags::G | tflags::D));
+        assert!(a.lookup(1, 0x3000).is_some_and(|t| t.has(tflags::D)));
+        assert_eq!(a.len(), 1);
     }
 
     #[test]
