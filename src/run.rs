@@ -240,7 +240,10 @@ pub fn print_stats(r: &RunReport) {
     );
     eprintln!("  blocks decoded    {}", s.blocks_decoded);
     eprintln!("  SMC invalidations {}", s.smc_invalidations);
-    eprintln!("  TLB flushes       {}", s.tlb_flushes);
+    eprintln!(
+        "  shadow tables (TLB): hits {}, misses {}, page walks {}, flushes {}",
+        s.tlb_hits, s.tlb_misses, s.page_walks, s.tlb_flushes
+    );
     eprintln!("  CR3 loads         {}", s.cr3_loads);
     let mut un: Vec<_> = s.unimplemented.iter().collect();
     un.sort();

@@ -80,6 +80,16 @@ fn gdbtest_runs_on_its_own() {
 }
 
 #[test]
+fn paging() {
+    run_kernel("paging");
+}
+
+#[test]
+fn tlb() {
+    run_kernel("tlb");
+}
+
+#[test]
 fn bcd16_real_mode_firmware() {
     let path = firmware("bcd16.rom");
     let r = twinvm(

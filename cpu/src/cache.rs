@@ -205,6 +205,9 @@ impl BlockCache {
         let mut end_phys = phys0;
         let mut crossed: Option<u64> = None;
         let model = cpu.env.model.clone();
+        // Fetches past the first instruction are speculative: a fault there must not leave
+        // a CR2 the guest never saw a #PF for.
+        let cr2 = cpu.s.cr2;
         loop {
             let mut buf = [0u8; 15];
             // Fetch what is there; a fault past the first instruction ends the block early
@@ -223,8 +226,12 @@ impl BlockCache {
                     if ok == 0 {
                         return Err(e);
                     }
+                    cpu.s.cr2 = cr2;
                 }
-                Err(_) => break,
+                Err(_) => {
+                    cpu.s.cr2 = cr2;
+                    break;
+                }
             }
             let insn = decode_one(&buf[..want.max(1)], rip, bits, &model);
             if want < 15 && insn.raw.code() == iced_x86::Code::INVALID {

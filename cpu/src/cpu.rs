@@ -10,7 +10,7 @@ use twinvm_devices::{Bus, GuestMemory, InterruptController, VmControl};
 use crate::decode::{Insn, Operand};
 use crate::exception::{Flow, Trap};
 use crate::flags::{size_mask, FlagOp, LazyFlags};
-use crate::mmu::Tlb;
+use crate::mmu::{ArchTlb, Tlb};
 use crate::model::CpuModel;
 use crate::state::{rflags, CpuState, CS, SS};
 
@@ -39,7 +39,15 @@ pub struct CpuStats {
     pub exceptions: u64,
     pub blocks_decoded: u64,
     pub smc_invalidations: u64,
+    /// Shadow-table flushes: every event that drops fast entries (full or per page).
     pub tlb_flushes: u64,
+    /// Data accesses served by the fast shadow table (`read_lin`/`write_lin` hits; bulk
+    /// string runs count once per run).
+    pub tlb_hits: u64,
+    /// Accesses that missed the fast table (served by the architectural TLB or a walk).
+    pub tlb_misses: u64,
+    /// Page walks (misses of the architectural TLB too).
+    pub page_walks: u64,
     pub cr3_loads: u64,
     /// Instructions that decoded but have no handler, by mnemonic (they raise #UD).
     pub unimplemented: HashMap<String, u64>,
@@ -69,6 +77,8 @@ pub struct Cpu {
     pub next_rip: u64,
     pub env: CpuEnv,
     pub tlb: Tlb,
+    /// The architectural TLB behind `tlb` (PCID/global-tagged translations).
+    pub atlb: ArchTlb,
     pub stats: CpuStats,
     /// Set by a handler when the rest of the current block must not run (mode change,
     /// self-modifying write, interrupt shadow…).
@@ -103,6 +113,7 @@ impl Cpu {
             next_rip: 0,
             env,
             tlb: Tlb::new(),
+            atlb: ArchTlb::default(),
             stats: CpuStats::default(),
             break_block: false,
             code_pages: Default::default(),

@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 
 use crate::exec::{Interpreter, RunExit};
-use crate::mmu::Access;
 use crate::state::{rflags, CS};
 
 /// The kind of data access a watchpoint fires on.
@@ -46,8 +45,6 @@ pub struct DebugHooks {
     hit: Option<WatchHit>,
     /// REP string instructions do one iteration per execution.
     pub single_rep: bool,
-    /// Page walks for the debugger: no A/D bits, no CR2, supervisor view.
-    pub peek: bool,
 }
 
 impl DebugHooks {
@@ -234,10 +231,7 @@ impl Interpreter {
         } else {
             lin & 0xffff_ffff
         };
-        self.cpu.debug.peek = true;
-        let r = self.cpu.translate(lin, Access::Read);
-        self.cpu.debug.peek = false;
-        r.ok()
+        self.cpu.translate_peek(lin)
     }
 
     /// Reads guest RAM at a linear address; returns how many bytes could be read (it stops

@@ -17,13 +17,17 @@ pub mod feat {
     pub const PSE36: u32 = 1 << 17;
     // Leaf 1 ECX.
     pub const CX16: u32 = 1 << 13;
+    pub const PCID: u32 = 1 << 17;
     pub const MOVBE: u32 = 1 << 22;
     pub const POPCNT: u32 = 1 << 23;
     pub const HYPERVISOR: u32 = 1 << 31;
     // Leaf 7.0 EBX.
     pub const BMI1: u32 = 1 << 3;
+    pub const SMEP: u32 = 1 << 7;
     pub const BMI2: u32 = 1 << 8;
+    pub const INVPCID: u32 = 1 << 10;
     pub const ADX: u32 = 1 << 19;
+    pub const SMAP: u32 = 1 << 20;
     // Leaf 7.0 ECX.
     pub const UMIP: u32 = 1 << 2;
     // Leaf 0x8000_0001 ECX.
@@ -63,9 +67,9 @@ impl CpuModel {
             vendor: *b"GenuineIntel",
             // Family 6, model 0x3a (an Ivy Bridge-like signature), stepping 9.
             signature: 0x0003_06a9,
-            leaf1_ecx: CX16 | MOVBE | POPCNT | HYPERVISOR,
+            leaf1_ecx: CX16 | PCID | MOVBE | POPCNT | HYPERVISOR,
             leaf1_edx: PSE | TSC | MSR | PAE | CX8 | SEP | PGE | CMOV | PAT | PSE36,
-            leaf7_ebx: 0,
+            leaf7_ebx: SMEP | INVPCID | SMAP,
             leaf7_ecx: UMIP,
             ext1_ecx: LAHF_LM | ABM,
             ext1_edx: SYSCALL | NX | PDPE1GB | RDTSCP | LM,

@@ -256,6 +256,8 @@ pub struct CpuState {
     pub cr4: u64,
     pub cr8: u64,
     pub efer: u64,
+    /// PAE paging's PDPTE registers, loaded from CR3 by MOV to CR0/CR3/CR4 (SDM 4.4.1).
+    pub pdpte: [u64; 4],
     pub xcr0: u64,
     /// DR0–DR3.
     pub dr: [u64; 4],
@@ -314,6 +316,7 @@ impl CpuState {
             cr4: 0,
             cr8: 0,
             efer: 0,
+            pdpte: [0; 4],
             xcr0: 1,
             dr: [0; 4],
             dr6: 0xffff_0ff0,

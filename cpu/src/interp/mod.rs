@@ -16,6 +16,7 @@ pub mod control;
 pub mod data;
 pub mod flagctl;
 pub mod logic;
+pub mod paging;
 pub mod segment;
 pub mod shift;
 pub mod string;
@@ -36,6 +37,7 @@ const FAMILIES: &[Lookup] = &[
     bcd::lookup,
     flagctl::lookup,
     system::lookup,
+    paging::lookup,
     segment::lookup,
     syscall::lookup,
     bound::lookup,
@@ -50,5 +52,5 @@ pub fn lookup(i: &Instruction, model: &CpuModel) -> Option<Handler> {
 /// Instructions after which decoding must stop because they may change how the following
 /// bytes decode or execute (mode, paging, segment bases, interrupt flag…).
 pub fn ends_block(i: &Instruction) -> bool {
-    system::ends_block(i) || flagctl::ends_block(i) || data::ends_block(i)
+    system::ends_block(i) || paging::ends_block(i) || flagctl::ends_block(i) || data::ends_block(i)
 }

@@ -226,48 +226,38 @@ pub fn write_cr(c: &mut Cpu, n: u8, v: u64) -> Flow {
                 return Err(gp0());
             }
             let enabling_paging = v & cr0::PG != 0 && c.s.cr0 & cr0::PG == 0;
+            let mut new_efer = c.s.efer;
             if enabling_paging && c.s.efer & efer::LME != 0 {
                 if c.s.cr4 & cr4::PAE == 0 || c.s.seg[CS].long() {
                     return Err(gp0());
                 }
-                c.s.efer |= efer::LMA;
+                new_efer |= efer::LMA;
             }
             if v & cr0::PG == 0 && c.s.cr0 & cr0::PG != 0 {
                 if c.mode64 {
                     return Err(gp0());
                 }
-                c.s.efer &= !efer::LMA;
+                new_efer &= !efer::LMA;
             }
-            let flush = (v ^ c.s.cr0) & (cr0::PG | cr0::WP | cr0::PE) != 0;
-            c.s.cr0 = v;
-            if flush {
-                c.flush_tlb();
-            }
+            // PDPTE loads, PCIDE rules and TLB invalidation live with the MMU.
+            let cr4 = c.s.cr4;
+            c.commit_paging_control(v, cr4, new_efer)?;
             c.update_mode();
         }
         2 => c.s.cr2 = v,
         3 => {
-            if c.mode64 && v >> c.env.model.phys_bits != 0 {
-                return Err(gp0());
-            }
-            c.s.cr3 = v;
-            c.stats.cr3_loads += 1;
-            c.flush_tlb();
+            c.load_cr3(v)?;
             c.break_block = true;
         }
         4 => {
-            if v & !(CR4_SUPPORTED | umip_bit(c)) != 0 {
+            if v & !(CR4_SUPPORTED | umip_bit(c) | crate::mmu::cr4_paging_bits(&c.env.model)) != 0 {
                 return Err(gp0());
             }
             if c.s.long_mode_active() && v & cr4::PAE == 0 {
                 return Err(gp0());
             }
-            let changed = v ^ c.s.cr4;
-            c.s.cr4 = v;
-            if changed & (cr4::PAE | cr4::PSE | cr4::PGE | cr4::SMEP | cr4::SMAP | cr4::PCIDE) != 0
-            {
-                c.flush_tlb();
-            }
+            let (cr0, efer) = (c.s.cr0, c.s.efer);
+            c.commit_paging_control(cr0, v, efer)?;
             c.update_mode();
         }
         8 if c.mode64 => {
@@ -435,10 +425,10 @@ fn clts(c: &mut Cpu, _: &Insn) -> Flow {
 
 fn invlpg(c: &mut Cpu, i: &Insn) -> Flow {
     require_cpl0(c)?;
-    let lin = c.mem_linear(i)?;
-    c.tlb.flush_page(lin);
-    // Decoded blocks are found through a jump cache that follows the TLB.
-    c.stats.tlb_flushes += 1;
+    // A non-canonical address in 64-bit mode makes INVLPG a no-op, not a fault.
+    if let Ok(lin) = c.mem_linear(i) {
+        c.invlpg(lin);
+    }
     Ok(())
 }
 
