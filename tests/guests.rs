@@ -65,6 +65,11 @@ fn segments() {
 }
 
 #[test]
+fn gates() {
+    run_kernel("gates");
+}
+
+#[test]
 fn string() {
     run_kernel("string");
 }
