@@ -70,6 +70,11 @@ fn gates() {
 }
 
 #[test]
+fn tasks() {
+    run_kernel("tasks");
+}
+
+#[test]
 fn string() {
     run_kernel("string");
 }
