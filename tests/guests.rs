@@ -85,6 +85,11 @@ fn modes() {
 }
 
 #[test]
+fn modes2() {
+    run_kernel("modes2");
+}
+
+#[test]
 fn bcd16_real_mode_firmware() {
     let path = firmware("bcd16.rom");
     let r = twinvm(
