@@ -65,6 +65,16 @@ fn segments() {
 }
 
 #[test]
+fn gates() {
+    run_kernel("gates");
+}
+
+#[test]
+fn tasks() {
+    run_kernel("tasks");
+}
+
+#[test]
 fn string() {
     run_kernel("string");
 }
@@ -87,6 +97,11 @@ fn paging() {
 #[test]
 fn tlb() {
     run_kernel("tlb");
+}
+
+#[test]
+fn modes2() {
+    run_kernel("modes2");
 }
 
 #[test]
