@@ -35,6 +35,7 @@ pub fn cmd_bench(a: &BenchArgs) -> i32 {
                 flat_addr: None,
                 flat_entry: None,
                 model: CpuModel::max(),
+                cpus: 1,
             };
             let report = match run_machine(&cfg, true, false) {
                 Ok(r) => r,

@@ -3,8 +3,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use twinvm_cpu::{CpuEnv, CpuStats, Interpreter, RunExit};
-use twinvm_devices::StopRequest;
+use twinvm_cpu::state::{Segment, CS};
+use twinvm_cpu::{CpuEnv, CpuState, CpuStats, Interpreter, RunExit};
+use twinvm_devices::lapic::{InitSipi, VcpuApic};
+use twinvm_devices::{InterruptController, StopRequest};
+
+use crate::apic_port::ApicPort;
 
 use crate::console::InputQueue;
 use crate::vm::Machine;
@@ -37,27 +41,151 @@ pub enum Outcome {
 /// What a finished run reports.
 pub struct RunReport {
     pub outcome: Outcome,
+    /// Summed over every vCPU.
     pub stats: CpuStats,
+    /// Instructions executed by each vCPU, in vCPU order.
+    pub vcpu_instructions: Vec<u64>,
     pub elapsed: Duration,
 }
 
 /// Instructions per slice between device polls: about a millisecond of guest time.
 const SLICE: u64 = 200_000;
+/// With several vCPUs taking turns on one host thread, shorter slices keep IPIs and
+/// spin-waits on another vCPU responsive.
+const SMP_SLICE: u64 = 20_000;
 
+/// A vCPU as the interpreter runs it.
+struct Vcpu {
+    it: Interpreter,
+    apic: Arc<VcpuApic>,
+    /// An application processor after INIT: it runs nothing until a start-up IPI.
+    wait_for_sipi: bool,
+}
+
+impl Vcpu {
+    fn new(m: &Machine, index: usize) -> Vcpu {
+        let apic = m.apics.vcpus[index].clone();
+        let env = CpuEnv {
+            mem: m.mem.clone(),
+            pio: m.pio.clone(),
+            mmio: m.mmio.clone(),
+            control: m.control.clone(),
+            intc: apic.clone(),
+            clock: m.clock.clone(),
+            model: m.model.clone(),
+        };
+        let bsp = index == 0;
+        let state = if bsp {
+            m.boot_state.clone()
+        } else {
+            CpuState::reset()
+        };
+        let mut it = Interpreter::new(env, state);
+        it.cpu.apic_id = index as u8;
+        it.cpu.apic = Some(Arc::new(ApicPort(apic.clone())));
+        Vcpu {
+            it,
+            apic,
+            wait_for_sipi: !bsp,
+        }
+    }
+
+    /// Acts on INIT and start-up IPIs, in the order they arrived. INIT resets the vCPU (the
+    /// BSP restarts at the reset vector, an AP waits for SIPI); a SIPI starts a waiting AP
+    /// in real mode at vector << 8 : 0.
+    fn take_init_sipi(&mut self) {
+        while let Some(e) = self.apic.take_init_sipi() {
+            match e {
+                InitSipi::Init => {
+                    self.it.set_state(CpuState::reset());
+                    self.wait_for_sipi = self.apic.cpu() != 0;
+                }
+                InitSipi::Sipi(v) if self.wait_for_sipi => {
+                    let mut s = CpuState::reset();
+                    s.seg[CS] = Segment {
+                        selector: (v as u16) << 8,
+                        base: (v as u64) << 12,
+                        ..s.seg[CS]
+                    };
+                    s.rip = 0;
+                    self.it.set_state(s);
+                    self.wait_for_sipi = false;
+                }
+                // A SIPI to a running vCPU is ignored.
+                InitSipi::Sipi(_) => {}
+            }
+        }
+    }
+
+    /// Whether a halted vCPU has something to wake up for now.
+    fn wakeable_now(&self) -> bool {
+        let c = &self.it.cpu;
+        (c.s.rflags & twinvm_cpu::state::rflags::IF != 0 && self.apic.intr_pending())
+            || c.s.events.nmi_pending
+            || self.apic.signals().nmi()
+            || self.apic.signals().init_sipi()
+    }
+}
+
+fn add_stats(total: &mut CpuStats, s: &CpuStats) {
+    total.instructions += s.instructions;
+    total.pio_reads += s.pio_reads;
+    total.pio_writes += s.pio_writes;
+    total.mmio_reads += s.mmio_reads;
+    total.mmio_writes += s.mmio_writes;
+    total.halts += s.halts;
+    total.interrupts += s.interrupts;
+    total.exceptions += s.exceptions;
+    total.blocks_decoded += s.blocks_decoded;
+    total.smc_invalidations += s.smc_invalidations;
+    total.tlb_flushes += s.tlb_flushes;
+    total.cr3_loads += s.cr3_loads;
+    for (k, v) in &s.unimplemented {
+        *total.unimplemented.entry(k.clone()).or_insert(0) += v;
+    }
+    for (k, v) in &s.unknown_msrs {
+        *total.unknown_msrs.entry(*k).or_insert(0) += v;
+    }
+}
+
+/// Runs every vCPU in turn on this thread until the guest stops the machine.
 pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
-    let env = CpuEnv {
-        mem: m.mem.clone(),
-        pio: m.pio.clone(),
-        mmio: m.mmio.clone(),
-        control: m.control.clone(),
-        intc: m.isa.clone(),
-        clock: m.clock.clone(),
-        model: m.model.clone(),
-    };
     let start = Instant::now();
-    let mut it = Interpreter::new(env, m.boot_state.clone());
-    let outcome = loop {
-        let exit = it.run(SLICE);
+    let n = m.apics.vcpus.len().max(1);
+    let mut vcpus: Vec<Vcpu> = (0..n).map(|i| Vcpu::new(m, i)).collect();
+    let slice = if n == 1 { SLICE } else { SMP_SLICE };
+    let outcome = 'run: loop {
+        let mut busy = false;
+        for v in vcpus.iter_mut() {
+            v.take_init_sipi();
+            if v.wait_for_sipi {
+                continue;
+            }
+            match v.it.run(slice) {
+                RunExit::Budget => busy = true,
+                RunExit::Halted => busy |= v.wakeable_now(),
+                RunExit::Stop => match m.control.take() {
+                    Some(StopRequest::DebugExit(s)) => break 'run Outcome::DebugExit(s),
+                    Some(StopRequest::PowerOff) => break 'run Outcome::PowerOff,
+                    Some(StopRequest::Reset) => break 'run Outcome::Reset,
+                    Some(StopRequest::UserQuit) => break 'run Outcome::UserQuit,
+                    None => busy = true,
+                },
+                RunExit::TripleFault { cs, rip } => break 'run Outcome::TripleFault { cs, rip },
+                RunExit::Unsupported { what, cs, rip } => {
+                    break 'run Outcome::Unsupported { what, cs, rip }
+                }
+                RunExit::Exception(e) => {
+                    // Only with stop_on_exception, which the machine never sets.
+                    log::error!("unexpected exception exit {e}");
+                    break 'run Outcome::Unsupported {
+                        what: "exception returned to the engine",
+                        cs: v.it.cpu.s.seg[CS].selector,
+                        rip: v.it.cpu.s.rip,
+                    };
+                }
+            }
+        }
         if let Some(q) = &input {
             let bytes = q.take();
             if !bytes.is_empty() {
@@ -65,50 +193,34 @@ pub fn run_interp(m: &Machine, input: Option<Arc<InputQueue>>) -> RunReport {
             }
         }
         let deadline = m.poll_timers();
-        match exit {
-            RunExit::Budget => {}
-            RunExit::Halted => {
-                if !it.can_wake() {
-                    let s = &it.cpu.s;
-                    break Outcome::DeadHalt {
-                        cs: s.seg[1].selector,
-                        rip: s.rip,
-                    };
-                }
-                if !twinvm_devices::InterruptController::intr_pending(m.isa.as_ref()) {
-                    let now = m.clock.now_ns();
-                    let wait = deadline
-                        .map_or(1_000_000, |d| d.saturating_sub(now))
-                        .min(1_000_000);
-                    if wait > 0 {
-                        std::thread::sleep(Duration::from_nanos(wait));
-                    }
-                    m.poll_timers();
-                }
-            }
-            RunExit::Stop => match m.control.take() {
-                Some(StopRequest::DebugExit(s)) => break Outcome::DebugExit(s),
-                Some(StopRequest::PowerOff) => break Outcome::PowerOff,
-                Some(StopRequest::Reset) => break Outcome::Reset,
-                Some(StopRequest::UserQuit) => break Outcome::UserQuit,
-                None => {}
-            },
-            RunExit::TripleFault { cs, rip } => break Outcome::TripleFault { cs, rip },
-            RunExit::Unsupported { what, cs, rip } => break Outcome::Unsupported { what, cs, rip },
-            RunExit::Exception(e) => {
-                // Only with stop_on_exception, which the machine never sets.
-                log::error!("unexpected exception exit {e}");
-                break Outcome::Unsupported {
-                    what: "exception returned to the engine",
-                    cs: it.cpu.s.seg[1].selector,
-                    rip: it.cpu.s.rip,
-                };
-            }
+        if busy || vcpus.iter().any(|v| !v.wait_for_sipi && v.wakeable_now()) {
+            continue;
         }
+        // Every vCPU is halted or waiting for SIPI. If none can ever wake, stop.
+        if vcpus.iter().all(|v| v.wait_for_sipi || !v.it.can_wake()) {
+            let s = &vcpus[0].it.cpu.s;
+            break Outcome::DeadHalt {
+                cs: s.seg[CS].selector,
+                rip: s.rip,
+            };
+        }
+        let now = m.clock.now_ns();
+        let wait = deadline
+            .map_or(1_000_000, |d| d.saturating_sub(now))
+            .min(1_000_000);
+        if wait > 0 {
+            std::thread::sleep(Duration::from_nanos(wait));
+        }
+        m.poll_timers();
     };
+    let mut stats = CpuStats::default();
+    for v in &vcpus {
+        add_stats(&mut stats, &v.it.cpu.stats);
+    }
     RunReport {
         outcome,
-        stats: it.cpu.stats.clone(),
+        stats,
+        vcpu_instructions: vcpus.iter().map(|v| v.it.cpu.stats.instructions).collect(),
         elapsed: start.elapsed(),
     }
 }

@@ -1,5 +1,7 @@
 //! twinvm: the machine — CLI, VM assembly, engine glue, boot loaders.
 
+pub mod acpi;
+pub mod apic_port;
 pub mod bench;
 pub mod cli;
 pub mod console;

@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use twinvm_cpu::CpuModel;
 
 use crate::cli::{parse_mem_size, RunArgs};
 use crate::console::{self, InputQueue, RawMode};
@@ -103,7 +102,9 @@ pub fn config_from_args(a: &RunArgs) -> Result<MachineConfig, VmError> {
         firmware,
         flat_addr: a.flat_addr,
         flat_entry: a.entry,
-        model: CpuModel::max(),
+        model: twinvm_cpu::cpu_models::parse_cpu_spec(&a.cpu)
+            .map_err(|e| VmError::Input(format!("--cpu {}: {e}", a.cpu)))?,
+        cpus: a.smp as usize,
     })
 }
 
@@ -166,6 +167,11 @@ pub fn print_stats(r: &RunReport) {
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     eprintln!("twinvm stats:");
     eprintln!("  instructions      {}", s.instructions);
+    if r.vcpu_instructions.len() > 1 {
+        for (i, n) in r.vcpu_instructions.iter().enumerate() {
+            eprintln!("  vcpu {i:<3} insns     {n}");
+        }
+    }
     eprintln!("  elapsed           {:.3} s", secs);
     eprintln!(
         "  guest MIPS        {:.1}",

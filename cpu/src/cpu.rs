@@ -78,6 +78,8 @@ pub struct Cpu {
     /// Host TSC reference: guest TSC = clock ns scaled + offset.
     tsc_offset: u64,
     pub apic_id: u8,
+    /// This vCPU's local APIC (MSRs, MMIO page, CR8, NMI), if the platform has one.
+    pub apic: Option<crate::apic_port::SharedApicPort>,
 }
 
 /// Guest TSC frequency: 1 GHz, so the TSC counts virtual nanoseconds.
@@ -98,6 +100,7 @@ impl Cpu {
             mode64: false,
             tsc_offset: 0,
             apic_id: 0,
+            apic: None,
         };
         let tsc = cpu.s.msr.tsc;
         cpu.set_tsc(tsc);

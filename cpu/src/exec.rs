@@ -73,6 +73,24 @@ impl Interpreter {
         Ok(true)
     }
 
+    /// Delivers a pending NMI (vector 2, whatever IF says) unless NMIs are blocked; IRET
+    /// unblocks them.
+    fn accept_nmi(&mut self) -> Result<(), RunExit> {
+        let ev = &self.cpu.s.events;
+        if ev.nmi_masked || ev.interrupt_shadow {
+            return Ok(());
+        }
+        if !std::mem::take(&mut self.cpu.s.events.nmi_pending)
+            && !self.cpu.apic.as_ref().is_some_and(|a| a.take_nmi())
+        {
+            return Ok(());
+        }
+        self.cpu.s.events.halted = false;
+        self.cpu.s.events.nmi_masked = true;
+        self.cpu.stats.interrupts += 1;
+        self.deliver(crate::exception::NMI, None, EventKind::External)
+    }
+
     fn deliver(
         &mut self,
         vector: u8,
@@ -111,6 +129,13 @@ impl Interpreter {
         loop {
             if self.cpu.env.control.is_pending() {
                 return RunExit::Stop;
+            }
+            if self.cpu.s.events.nmi_pending
+                || self.cpu.apic.as_ref().is_some_and(|a| a.nmi_pending())
+            {
+                if let Err(e) = self.accept_nmi() {
+                    return e;
+                }
             }
             // IF lives in the eager part of RFLAGS; lazy flag operations never touch it.
             if self.cpu.s.rflags & rflags::IF != 0 {
@@ -175,6 +200,8 @@ impl Interpreter {
 
     /// Whether the halted vCPU could be woken by an interrupt (IF set).
     pub fn can_wake(&self) -> bool {
-        self.cpu.s.rflags & rflags::IF != 0 || self.cpu.s.events.nmi_pending
+        self.cpu.s.rflags & rflags::IF != 0
+            || self.cpu.s.events.nmi_pending
+            || self.cpu.apic.as_ref().is_some_and(|a| a.nmi_pending())
     }
 }
