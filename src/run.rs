@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-
 use crate::cli::{parse_mem_size, RunArgs};
 use crate::console::{self, InputQueue, RawMode};
 use crate::engine::{self, Outcome, RunReport};

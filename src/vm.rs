@@ -95,7 +95,8 @@ impl Machine {
         let mut mmio = Bus::new();
         let apics = crate::platform::add_apics(&mut mmio, cpus, &clock, &isa)?;
         // Device lines reach the 8259s and the IOAPIC alike.
-        let gsi: Arc<dyn twinvm_devices::IrqSink> = GsiRouter::new(isa.clone(), apics.ioapic.clone());
+        let gsi: Arc<dyn twinvm_devices::IrqSink> =
+            GsiRouter::new(isa.clone(), apics.ioapic.clone());
         let line = |irq: u32| IrqLine::new(gsi.clone(), irq);
 
         let mut pio = Bus::new();

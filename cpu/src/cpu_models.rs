@@ -116,7 +116,10 @@ impl fmt::Display for ModelError {
                 write!(f, "CPU feature '{n}' is not implemented by twinvm")
             }
             ModelError::BadItem(s) => {
-                write!(f, "'{s}': expected +FEATURE or -FEATURE after the model name")
+                write!(
+                    f,
+                    "'{s}': expected +FEATURE or -FEATURE after the model name"
+                )
             }
         }
     }
@@ -151,12 +154,36 @@ fn bits(names: &[&str]) -> CpuModel {
 pub fn qemu64() -> CpuModel {
     let want = bits(&[
         // PPRO_FEATURES | MTRR | CLFLUSH | MCA | PSE36
-        "fpu", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", "sep", "mtrr", "pge",
-        "mca", "cmov", "pat", "pse36", "clflush", "mmx", "fxsr", "sse", "sse2",
+        "fpu",
+        "de",
+        "pse",
+        "tsc",
+        "msr",
+        "pae",
+        "mce",
+        "cx8",
+        "apic",
+        "sep",
+        "mtrr",
+        "pge",
+        "mca",
+        "cmov",
+        "pat",
+        "pse36",
+        "clflush",
+        "mmx",
+        "fxsr",
+        "sse",
+        "sse2",
         // leaf 1 ECX
-        "pni", "cx16", "hypervisor",
+        "pni",
+        "cx16",
+        "hypervisor",
         // 0x8000_0001
-        "lm", "syscall", "nx", "lahf_lm",
+        "lm",
+        "syscall",
+        "nx",
+        "lahf_lm",
     ]);
     let max = CpuModel::max();
     CpuModel {
@@ -259,7 +286,10 @@ mod tests {
             parse_cpu_spec("qemu64,+svm"),
             Err(ModelError::NotImplemented("svm".into()))
         );
-        assert_eq!(parse_cpu_spec("max,popcnt"), Err(ModelError::BadItem("popcnt".into())));
+        assert_eq!(
+            parse_cpu_spec("max,popcnt"),
+            Err(ModelError::BadItem("popcnt".into()))
+        );
         assert!(parse_cpu_spec("max,+frobnicate")
             .unwrap_err()
             .to_string()

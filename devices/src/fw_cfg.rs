@@ -157,7 +157,11 @@ mod tests {
 
     #[test]
     fn signature_id_and_sizes() {
-        let e = [E820Entry { addr: 0, len: 0x9fc00, kind: 1 }];
+        let e = [E820Entry {
+            addr: 0,
+            len: 0x9fc00,
+            kind: 1,
+        }];
         let mut f = FwCfg::new(256 << 20, 2, &e);
         assert_eq!(read_item(&mut f, FW_CFG_SIGNATURE, 4), b"QEMU");
         assert_eq!(read_item(&mut f, FW_CFG_ID, 4), [1, 0, 0, 0]);
@@ -173,8 +177,16 @@ mod tests {
     #[test]
     fn file_directory_is_big_endian() {
         let e = [
-            E820Entry { addr: 0, len: 0x9fc00, kind: 1 },
-            E820Entry { addr: 0x100000, len: 0x1000000, kind: 1 },
+            E820Entry {
+                addr: 0,
+                len: 0x9fc00,
+                kind: 1,
+            },
+            E820Entry {
+                addr: 0x100000,
+                len: 0x1000000,
+                kind: 1,
+            },
         ];
         let mut f = FwCfg::new(32 << 20, 1, &e);
         let dir = read_item(&mut f, FW_CFG_FILE_DIR, 4 + 64);
@@ -184,7 +196,10 @@ mod tests {
         assert_eq!(key, FW_CFG_FILE_FIRST);
         assert!(dir[12..].starts_with(b"etc/e820\0"));
         let map = read_item(&mut f, key, 40);
-        assert_eq!(u64::from_le_bytes(map[20..28].try_into().unwrap()), 0x100000);
+        assert_eq!(
+            u64::from_le_bytes(map[20..28].try_into().unwrap()),
+            0x100000
+        );
         assert_eq!(u32::from_le_bytes(map[36..40].try_into().unwrap()), 1);
     }
 

@@ -41,7 +41,11 @@ pub struct PciConfig {
 impl PciConfig {
     /// A type-0 header: IDs, revision, class code (base, sub, prog-if), header type.
     pub fn new(vendor: u16, device: u16, revision: u8, class: [u8; 3], header_type: u8) -> Self {
-        let mut c = PciConfig { bytes: [0; 256], wmask: [0; 256], bars: [None; 6] };
+        let mut c = PciConfig {
+            bytes: [0; 256],
+            wmask: [0; 256],
+            bars: [None; 6],
+        };
         c.set16(0x00, vendor);
         c.set16(0x02, device);
         c.bytes[0x08] = revision;
@@ -66,7 +70,12 @@ impl PciConfig {
     }
 
     pub fn get32(&self, off: usize) -> u32 {
-        u32::from_le_bytes([self.bytes[off], self.bytes[off + 1], self.bytes[off + 2], self.bytes[off + 3]])
+        u32::from_le_bytes([
+            self.bytes[off],
+            self.bytes[off + 1],
+            self.bytes[off + 2],
+            self.bytes[off + 3],
+        ])
     }
 
     pub fn command(&self) -> u16 {
@@ -87,7 +96,11 @@ impl PciConfig {
     pub fn bar_base(&self, n: usize) -> Option<(Bar, u64)> {
         let bar = self.bars[n]?;
         let raw = self.get32(0x10 + 4 * n) as u64;
-        let enabled = if bar.io { PCI_COMMAND_IO } else { PCI_COMMAND_MEMORY };
+        let enabled = if bar.io {
+            PCI_COMMAND_IO
+        } else {
+            PCI_COMMAND_MEMORY
+        };
         if self.command() & enabled == 0 {
             return None;
         }
@@ -146,14 +159,21 @@ impl PciBus {
     /// Adds a function at `devfn` (device << 3 | function); a taken slot is an error.
     pub fn add(&mut self, devfn: u8, f: Box<dyn PciFunction>) -> Result<(), String> {
         if self.functions.iter().any(|(d, _)| *d == devfn) {
-            return Err(format!("PCI slot {:02x}.{} is taken", devfn >> 3, devfn & 7));
+            return Err(format!(
+                "PCI slot {:02x}.{} is taken",
+                devfn >> 3,
+                devfn & 7
+            ));
         }
         self.functions.push((devfn, f));
         Ok(())
     }
 
     fn function(&mut self, devfn: u8) -> Option<&mut Box<dyn PciFunction>> {
-        self.functions.iter_mut().find(|(d, _)| *d == devfn).map(|(_, f)| f)
+        self.functions
+            .iter_mut()
+            .find(|(d, _)| *d == devfn)
+            .map(|(_, f)| f)
     }
 
     /// Finds the function and BAR decoding `addr`, with the offset into the BAR.
@@ -161,7 +181,7 @@ impl PciBus {
         for (_, f) in self.functions.iter_mut() {
             let hit = (0..6).find_map(|n| {
                 let (bar, base) = f.config().bar_base(n)?;
-                (bar.io == io && addr >= base && addr - base < bar.size).then_some((n, addr - base))
+                (bar.io == io && addr >= base && addr - base < bar.size).then(|| (n, addr - base))
             });
             if let Some((n, off)) = hit {
                 return Some((f, n, off));
@@ -181,7 +201,11 @@ pub struct PciConfigPorts {
 
 impl PciConfigPorts {
     pub fn new(bus: Arc<Mutex<PciBus>>, reset: Box<dyn Device>) -> Self {
-        PciConfigPorts { bus, address: 0, reset }
+        PciConfigPorts {
+            bus,
+            address: 0,
+            reset,
+        }
     }
 
     /// The function and register CONFIG_ADDRESS selects, if enabled and on bus 0.
@@ -190,7 +214,10 @@ impl PciConfigPorts {
         if a & 0x8000_0000 == 0 || (a >> 16) & 0xff != 0 {
             return None;
         }
-        Some((((a >> 8) & 0xff) as u8, ((a & 0xfc) as u64 + data_offset) as usize))
+        Some((
+            ((a >> 8) & 0xff) as u8,
+            ((a & 0xfc) as u64 + data_offset) as usize,
+        ))
     }
 }
 
@@ -217,7 +244,8 @@ impl Device for PciConfigPorts {
     fn write(&mut self, offset: u64, data: &[u8]) {
         match offset {
             0 if data.len() == 4 => {
-                self.address = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) & 0x80ff_fffc;
+                self.address =
+                    u32::from_le_bytes([data[0], data[1], data[2], data[3]]) & 0x80ff_fffc;
             }
             1 if data.len() == 1 => self.reset.write(0, data),
             4..=7 => {
@@ -304,7 +332,12 @@ mod tests {
         let rec = Arc::new(Mutex::new(Vec::new()));
         let mut pio = Bus::new();
         let p = PciConfigPorts::new(bus, Box::new(Recorder(rec.clone())));
-        pio.insert(PCI_CONFIG_ADDRESS, PCI_CONFIG_PORTS_LEN, Arc::new(Mutex::new(p))).unwrap();
+        pio.insert(
+            PCI_CONFIG_ADDRESS,
+            PCI_CONFIG_PORTS_LEN,
+            Arc::new(Mutex::new(p)),
+        )
+        .unwrap();
         (pio, rec)
     }
 
@@ -356,9 +389,25 @@ mod tests {
     #[test]
     fn bar_sizing_and_decoding_follow_the_registers() {
         let mut c = PciConfig::new(1, 2, 0, [0xff, 0, 0], 0);
-        c.set_bar(0, Bar { size: 0x1000, io: false }, 0xfeb0_0000);
+        c.set_bar(
+            0,
+            Bar {
+                size: 0x1000,
+                io: false,
+            },
+            0xfeb0_0000,
+        );
         c.set16(4, PCI_COMMAND_MEMORY);
-        assert_eq!(c.bar_base(0), Some((Bar { size: 0x1000, io: false }, 0xfeb0_0000)));
+        assert_eq!(
+            c.bar_base(0),
+            Some((
+                Bar {
+                    size: 0x1000,
+                    io: false
+                },
+                0xfeb0_0000
+            ))
+        );
         c.write(0x10, &[0xff; 4]);
         assert_eq!(c.get32(0x10), 0xffff_f000);
         c.write(0x10, &0xfea0_0000u32.to_le_bytes());

@@ -45,7 +45,12 @@ impl Test {
         hdr[8] = data;
         hdr.extend_from_slice(format!("{kind}-{}", NAMES[which]).as_bytes());
         hdr.push(0);
-        Test { hdr, offset, match_data, data }
+        Test {
+            hdr,
+            offset,
+            match_data,
+            data,
+        }
     }
 
     fn bump(&mut self) {
@@ -63,13 +68,37 @@ pub struct PciTestdev {
 impl PciTestdev {
     /// With BAR0 at `mem_base` and BAR1 at `io_base`, decoding enabled.
     pub fn new(mem_base: u64, io_base: u64) -> Self {
-        let mut c = PciConfig::new(PCI_TESTDEV_VENDOR, PCI_TESTDEV_DEVICE, 0, [0xff, 0x00, 0x00], 0);
+        let mut c = PciConfig::new(
+            PCI_TESTDEV_VENDOR,
+            PCI_TESTDEV_DEVICE,
+            0,
+            [0xff, 0x00, 0x00],
+            0,
+        );
         c.set16(0x2c, 0x1af4);
         c.set16(0x2e, 0x1100);
-        c.set_bar(0, Bar { size: PCI_TESTDEV_MEM_SIZE, io: false }, mem_base);
-        c.set_bar(1, Bar { size: PCI_TESTDEV_IO_SIZE, io: true }, io_base);
+        c.set_bar(
+            0,
+            Bar {
+                size: PCI_TESTDEV_MEM_SIZE,
+                io: false,
+            },
+            mem_base,
+        );
+        c.set_bar(
+            1,
+            Bar {
+                size: PCI_TESTDEV_IO_SIZE,
+                io: true,
+            },
+            io_base,
+        );
         c.set16(0x04, PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
-        PciTestdev { config: c, tests: (0..2 * TESTS_PER_BAR).map(Test::new).collect(), current: None }
+        PciTestdev {
+            config: c,
+            tests: (0..2 * TESTS_PER_BAR).map(Test::new).collect(),
+            current: None,
+        }
     }
 }
 

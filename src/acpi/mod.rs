@@ -108,7 +108,10 @@ mod tests {
 
     fn image() -> Vec<u8> {
         let mut img = vec![0u8; 0x2_0000];
-        for (a, t) in build(&AcpiConfig { apic_ids: vec![0, 1, 2], ioapic_id: 0 }) {
+        for (a, t) in build(&AcpiConfig {
+            apic_ids: vec![0, 1, 2],
+            ioapic_id: 0,
+        }) {
             let o = (a - TABLES_BASE) as usize;
             img[o..o + t.len()].copy_from_slice(&t);
         }
@@ -203,7 +206,11 @@ mod tests {
                     lapics.push(m[o + 3]);
                 }
                 1 => ioapic = Some((m[o + 2], u32_at(m, o + 4), u32_at(m, o + 8))),
-                2 => isos.push((m[o + 3], u32_at(m, o + 4), u16::from_le_bytes([m[o + 8], m[o + 9]]))),
+                2 => isos.push((
+                    m[o + 3],
+                    u32_at(m, o + 4),
+                    u16::from_le_bytes([m[o + 8], m[o + 9]]),
+                )),
                 4 => nmi = m[o + 5] == 1,
                 _ => panic!("unexpected MADT entry {kind}"),
             }
@@ -218,7 +225,10 @@ mod tests {
 
     #[test]
     fn tables_fit_the_bios_area() {
-        for (a, t) in build(&AcpiConfig { apic_ids: (0..255).collect(), ioapic_id: 0 }) {
+        for (a, t) in build(&AcpiConfig {
+            apic_ids: (0..255).collect(),
+            ioapic_id: 0,
+        }) {
             assert!(a >= TABLES_BASE && a + t.len() as u64 <= 0x10_0000);
             assert!(a + (t.len() as u64) <= RSDP_ADDR || a == RSDP_ADDR);
         }

@@ -91,7 +91,8 @@ pub const FADT_LEN: usize = 244;
 /// from power-on), reset register, legacy devices and an 8042.
 pub fn fadt(f: &FadtInfo) -> Vec<u8> {
     let mut b = vec![0u8; FADT_LEN - 36];
-    let put = |b: &mut Vec<u8>, off: usize, v: &[u8]| b[off - 36..off - 36 + v.len()].copy_from_slice(v);
+    let put =
+        |b: &mut Vec<u8>, off: usize, v: &[u8]| b[off - 36..off - 36 + v.len()].copy_from_slice(v);
     put(&mut b, 36, &f.facs.to_le_bytes());
     put(&mut b, 40, &f.dsdt.to_le_bytes());
     put(&mut b, 46, &f.sci_irq.to_le_bytes());
@@ -106,13 +107,25 @@ pub fn fadt(f: &FadtInfo) -> Vec<u8> {
     // IAPC_BOOT_ARCH: LEGACY_DEVICES | 8042.
     put(&mut b, 109, &3u16.to_le_bytes());
     // Flags: WBINVD, PROC_C1, SLP_BUTTON (none), RESET_REG_SUP.
-    put(&mut b, 112, &((1u32 << 0) | (1 << 2) | (1 << 5) | (1 << 10)).to_le_bytes());
+    put(
+        &mut b,
+        112,
+        &((1u32 << 0) | (1 << 2) | (1 << 5) | (1 << 10)).to_le_bytes(),
+    );
     put(&mut b, 116, &gas_io(8, 1, f.reset_port as u64));
     put(&mut b, 128, &[f.reset_value]);
     put(&mut b, 132, &(f.facs as u64).to_le_bytes());
     put(&mut b, 140, &(f.dsdt as u64).to_le_bytes());
-    put(&mut b, 148, &gas_io(f.pm1_evt_len * 8, 2, f.pm1a_evt as u64));
-    put(&mut b, 172, &gas_io(f.pm1_cnt_len * 8, 2, f.pm1a_cnt as u64));
+    put(
+        &mut b,
+        148,
+        &gas_io(f.pm1_evt_len * 8, 2, f.pm1a_evt as u64),
+    );
+    put(
+        &mut b,
+        172,
+        &gas_io(f.pm1_cnt_len * 8, 2, f.pm1a_cnt as u64),
+    );
     put(&mut b, 208, &gas_io(32, 3, f.pm_tmr as u64));
     sdt(b"FACP", 3, &b)
 }
