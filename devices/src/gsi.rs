@@ -47,8 +47,8 @@ impl IrqSink for GsiRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::Device;
     use crate::clock::ManualClock;
+    use crate::bus::Device;
     use crate::ioapic::IoApicMmio;
     use crate::irq::{InterruptController, IrqLine};
     use crate::lapic::{ApicBus, LocalApic, VcpuApic};

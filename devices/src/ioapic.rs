@@ -48,10 +48,7 @@ pub struct IoApicState {
 impl IoApicState {
     /// The reset state: every entry masked.
     pub fn reset() -> Self {
-        IoApicState {
-            redir: [RTE_MASKED; IOAPIC_PINS],
-            ..Default::default()
-        }
+        IoApicState { redir: [RTE_MASKED; IOAPIC_PINS], ..Default::default() }
     }
 
     fn asserted(&self, pin: usize) -> bool {
@@ -66,15 +63,9 @@ impl IoApicState {
             vector: e as u8,
             mode: DeliveryMode::from_bits(e >> 8),
             dest: if e & (1 << 11) != 0 {
-                Destination::Logical {
-                    mda: dest,
-                    x2apic: false,
-                }
+                Destination::Logical { mda: dest, x2apic: false }
             } else {
-                Destination::Physical {
-                    id: dest,
-                    x2apic: false,
-                }
+                Destination::Physical { id: dest, x2apic: false }
             },
             level_triggered: e & RTE_LEVEL != 0,
         }
@@ -84,11 +75,7 @@ impl IoApicState {
     /// Sets remote IRR for fixed and lowest-priority messages (the ones an EOI answers).
     fn service_level(&mut self, pin: usize, out: &mut Vec<ApicMessage>) {
         let e = self.redir[pin];
-        if e & RTE_LEVEL == 0
-            || e & RTE_MASKED != 0
-            || e & RTE_REMOTE_IRR != 0
-            || !self.asserted(pin)
-        {
+        if e & RTE_LEVEL == 0 || e & RTE_MASKED != 0 || e & RTE_REMOTE_IRR != 0 || !self.asserted(pin) {
             return;
         }
         let m = self.message(pin);
@@ -175,10 +162,7 @@ pub struct IoApic {
 impl IoApic {
     /// A reset IOAPIC delivering to `bus`, registered there for EOI broadcasts.
     pub fn new(bus: Arc<ApicBus>) -> Arc<Self> {
-        let io = Arc::new(IoApic {
-            s: Mutex::new(IoApicState::reset()),
-            bus: bus.clone(),
-        });
+        let io = Arc::new(IoApic { s: Mutex::new(IoApicState::reset()), bus: bus.clone() });
         let weak: std::sync::Weak<dyn EoiListener> = Arc::downgrade(&io) as _;
         bus.add_eoi_listener(weak);
         io
@@ -289,28 +273,15 @@ mod tests {
     fn rig(n: usize) -> Rig {
         let clock = Arc::new(ManualClock::default());
         let lapics = (0..n)
-            .map(|i| {
-                Arc::new(Mutex::new(LocalApic::new(
-                    i as u32,
-                    i == 0,
-                    clock.clone(),
-                    0,
-                )))
-            })
+            .map(|i| Arc::new(Mutex::new(LocalApic::new(i as u32, i == 0, clock.clone(), 0))))
             .collect();
         let bus = ApicBus::new(lapics);
-        let cpus: Vec<VcpuApic> = (0..n)
-            .map(|i| VcpuApic::new(&bus, i, None).unwrap())
-            .collect();
+        let cpus: Vec<VcpuApic> = (0..n).map(|i| VcpuApic::new(&bus, i, None).unwrap()).collect();
         for c in &cpus {
             c.mmio_write(0xf0, &0x1ffu32.to_le_bytes());
         }
         let io = IoApic::new(bus);
-        Rig {
-            mmio: IoApicMmio::new(io.clone()),
-            io,
-            cpus,
-        }
+        Rig { mmio: IoApicMmio::new(io.clone()), io, cpus }
     }
 
     impl Rig {
@@ -403,20 +374,14 @@ mod tests {
         let mut r = rig(1);
         r.route(9, 0x8000 | 0x49, 0); // level, active high
         r.io.set_pin(9, true);
-        assert_eq!(
-            r.read(0x10 + 18) & RTE_REMOTE_IRR as u32,
-            RTE_REMOTE_IRR as u32
-        );
+        assert_eq!(r.read(0x10 + 18) & RTE_REMOTE_IRR as u32, RTE_REMOTE_IRR as u32);
         assert_eq!(r.ack(0), Some(0x49));
         // Still asserted, remote IRR set: nothing more.
         r.io.set_pin(9, true);
         assert_eq!(r.ack(0), None);
         // The EOI clears remote IRR and, the line still high, delivers again.
         r.eoi(0);
-        assert_eq!(
-            r.read(0x10 + 18) & RTE_REMOTE_IRR as u32,
-            RTE_REMOTE_IRR as u32
-        );
+        assert_eq!(r.read(0x10 + 18) & RTE_REMOTE_IRR as u32, RTE_REMOTE_IRR as u32);
         assert_eq!(r.ack(0), Some(0x49));
         // The device lowers its line before the EOI: no redelivery.
         r.io.set_pin(9, false);
@@ -473,10 +438,7 @@ mod tests {
         assert!(r.cpus[1].take_nmi());
         r.route(6, 0x500, 1);
         r.io.set_pin(6, true);
-        assert_eq!(
-            r.cpus[1].take_init_sipi(),
-            Some(crate::lapic::InitSipi::Init)
-        );
+        assert_eq!(r.cpus[1].take_init_sipi(), Some(crate::lapic::InitSipi::Init));
     }
 
     #[test]
@@ -489,14 +451,7 @@ mod tests {
         r2.io.restore_state(&saved);
         assert_eq!(r2.io.save_state(), saved);
         assert_eq!(IoApicState::reset().redir[0], RTE_MASKED);
-        for (off, len) in [
-            (0x10u64, 1usize),
-            (0x10, 2),
-            (0x14, 4),
-            (0x40, 0),
-            (0xfff, 1),
-            (0x20, 8),
-        ] {
+        for (off, len) in [(0x10u64, 1usize), (0x10, 2), (0x14, 4), (0x40, 0), (0xfff, 1), (0x20, 8)] {
             let mut b = [0u8; 8];
             r.mmio.read(off, &mut b[..len]);
             r.mmio.write(off, &b[..len]);

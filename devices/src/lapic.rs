@@ -121,10 +121,7 @@ pub enum ApicError {
     ReadOnly(u32),
     WriteOnly(u32),
     /// An IA32_APIC_BASE write to an invalid mode or mode transition.
-    InvalidTransition {
-        from: u64,
-        to: u64,
-    },
+    InvalidTransition { from: u64, to: u64 },
 }
 
 impl fmt::Display for ApicError {
@@ -177,14 +174,8 @@ impl DeliveryMode {
 /// 0xff is the broadcast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destination {
-    Physical {
-        id: u32,
-        x2apic: bool,
-    },
-    Logical {
-        mda: u32,
-        x2apic: bool,
-    },
+    Physical { id: u32, x2apic: bool },
+    Logical { mda: u32, x2apic: bool },
     /// Shorthands (ICR only): relative to the sending vCPU.
     ToSelf,
     AllIncludingSelf,
@@ -207,15 +198,9 @@ impl ApicMessage {
             vector: data as u8,
             mode: DeliveryMode::from_bits((data >> 8) as u64),
             dest: if addr & (1 << 2) != 0 {
-                Destination::Logical {
-                    mda: ((addr >> 12) & 0xff) as u32,
-                    x2apic: false,
-                }
+                Destination::Logical { mda: ((addr >> 12) & 0xff) as u32, x2apic: false }
             } else {
-                Destination::Physical {
-                    id: ((addr >> 12) & 0xff) as u32,
-                    x2apic: false,
-                }
+                Destination::Physical { id: ((addr >> 12) & 0xff) as u32, x2apic: false }
             },
             level_triggered: data & (1 << 15) != 0,
         }
@@ -393,8 +378,7 @@ impl LocalApic {
 
     /// The power-up state (RESET), keeping the initial APIC ID and the BSP flag.
     pub fn reset(&mut self) {
-        self.s.apic_base =
-            APIC_DEFAULT_BASE | APIC_BASE_ENABLE | (self.s.apic_base & APIC_BASE_BSP);
+        self.s.apic_base = APIC_DEFAULT_BASE | APIC_BASE_ENABLE | (self.s.apic_base & APIC_BASE_BSP);
         self.s.events.clear();
         self.s.nmi_pending = false;
         self.s.xapic_id = self.s.initial_id as u8;
@@ -461,22 +445,17 @@ impl LocalApic {
 
     /// The MMIO page base while in xAPIC mode.
     pub fn mmio_base(&self) -> Option<u64> {
-        (self.hw_enabled() && !self.x2apic_mode())
-            .then_some(self.s.apic_base & !0xfff & !APIC_BASE_RESERVED)
+        (self.hw_enabled() && !self.x2apic_mode()).then_some(self.s.apic_base & !0xfff & !APIC_BASE_RESERVED)
     }
 
     /// Refreshes the atomic mirrors. Every public mutating method ends with it.
     fn sync(&self) {
         let sig = &self.signals;
-        sig.intr
-            .store(self.has_interrupt().is_some(), Ordering::Release);
+        sig.intr.store(self.has_interrupt().is_some(), Ordering::Release);
         sig.nmi.store(self.s.nmi_pending, Ordering::Release);
-        sig.init_sipi
-            .store(!self.s.events.is_empty(), Ordering::Release);
-        sig.extint
-            .store(self.extint_passthrough(), Ordering::Release);
-        sig.mmio_base
-            .store(self.mmio_base().unwrap_or(u64::MAX), Ordering::Release);
+        sig.init_sipi.store(!self.s.events.is_empty(), Ordering::Release);
+        sig.extint.store(self.extint_passthrough(), Ordering::Release);
+        sig.mmio_base.store(self.mmio_base().unwrap_or(u64::MAX), Ordering::Release);
     }
 
     /// LINT0 passes the 8259's INTR to the core: the APIC is globally or software disabled
@@ -570,9 +549,7 @@ impl LocalApic {
             return;
         }
         match mode {
-            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
-                self.accept_inner(vector, level_triggered)
-            }
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => self.accept_inner(vector, level_triggered),
             DeliveryMode::Nmi => {
                 self.s.nmi_pending = true;
                 self.signals.kick();
@@ -638,11 +615,7 @@ impl LocalApic {
 
     fn deliver_lvt(&mut self, idx: usize) {
         let lvt = self.s.lvt[idx];
-        let mode = if idx == LVT_TIMER || idx == LVT_ERROR {
-            0
-        } else {
-            (lvt >> 8) & 7
-        };
+        let mode = if idx == LVT_TIMER || idx == LVT_ERROR { 0 } else { (lvt >> 8) & 7 };
         match mode {
             0 => {
                 let level = (idx == LVT_LINT0 || idx == LVT_LINT1) && lvt & (1 << 15) != 0;
@@ -697,30 +670,15 @@ impl LocalApic {
             self.error(ESR_SEND_ILLEGAL_VECTOR);
             return;
         }
-        let dest_field = if x2 {
-            (icr >> 32) as u32
-        } else {
-            (icr >> 56) as u32
-        };
+        let dest_field = if x2 { (icr >> 32) as u32 } else { (icr >> 56) as u32 };
         let dest = match (icr >> 18) & 3 {
-            0 if logical => Destination::Logical {
-                mda: dest_field,
-                x2apic: x2,
-            },
-            0 => Destination::Physical {
-                id: dest_field,
-                x2apic: x2,
-            },
+            0 if logical => Destination::Logical { mda: dest_field, x2apic: x2 },
+            0 => Destination::Physical { id: dest_field, x2apic: x2 },
             1 => Destination::ToSelf,
             2 => Destination::AllIncludingSelf,
             _ => Destination::AllExcludingSelf,
         };
-        self.push_output(ApicOutput::Ipi(ApicMessage {
-            vector,
-            mode,
-            dest,
-            level_triggered,
-        }));
+        self.push_output(ApicOutput::Ipi(ApicMessage { vector, mode, dest, level_triggered }));
     }
 
     // ---------------------------------------------------------------- the timer
@@ -781,8 +739,7 @@ impl LocalApic {
             n
         };
         let dt = target
-            .saturating_sub(self.s.timer_anchor_ticks)
-            .saturating_mul(self.ns_per_count());
+            .saturating_sub(self.s.timer_anchor_ticks).saturating_mul(self.ns_per_count());
         Some(self.s.timer_anchor_ns.saturating_add(dt))
     }
 
@@ -791,11 +748,7 @@ impl LocalApic {
         let n = self.s.timer_initial as u64;
         if n != 0 {
             let t = self.timer_ticks(now);
-            self.s.timer_anchor_ticks = if self.timer_mode() == TIMER_PERIODIC {
-                t % n
-            } else {
-                t.min(n)
-            };
+            self.s.timer_anchor_ticks = if self.timer_mode() == TIMER_PERIODIC { t % n } else { t.min(n) };
         }
         self.s.timer_anchor_ns = now;
     }
@@ -817,9 +770,7 @@ impl LocalApic {
         }
         self.s.lvt[LVT_TIMER] = v;
         let new_mode = self.timer_mode();
-        if old_mode != new_mode
-            && (old_mode == TIMER_TSC_DEADLINE || new_mode == TIMER_TSC_DEADLINE)
-        {
+        if old_mode != new_mode && (old_mode == TIMER_TSC_DEADLINE || new_mode == TIMER_TSC_DEADLINE) {
             self.s.timer_initial = 0;
             self.s.tsc_deadline = 0;
             self.s.timer_next_ns = None;
@@ -875,9 +826,7 @@ impl LocalApic {
                 self.s.tsc_deadline = 0;
                 None
             }
-            TIMER_PERIODIC => self
-                .count_expiry(now)
-                .map(|t| t.max(now.saturating_add(MIN_PERIODIC_NS))),
+            TIMER_PERIODIC => self.count_expiry(now).map(|t| t.max(now.saturating_add(MIN_PERIODIC_NS))),
             _ => self.count_expiry(now),
         };
         self.s.timer_next_ns
@@ -951,13 +900,10 @@ impl LocalApic {
                 self.s.icr = (self.s.icr & !0xffff_ffff) | (v & ICR_LO_WRITABLE) as u64;
                 self.send_ipi(self.s.icr);
             }
-            REG_ICR_HI => {
-                self.s.icr = (self.s.icr & 0xffff_ffff) | ((v & 0xff00_0000) as u64) << 32
-            }
+            REG_ICR_HI => self.s.icr = (self.s.icr & 0xffff_ffff) | ((v & 0xff00_0000) as u64) << 32,
             REG_LVT_FIRST..=REG_LVT_LAST => {
                 let i = ((reg - REG_LVT_FIRST) >> 4) as usize;
-                let mut nv =
-                    (v & LVT_WRITABLE[i]) | (self.s.lvt[i] & !LVT_WRITABLE[i] & !LVT_MASKED);
+                let mut nv = (v & LVT_WRITABLE[i]) | (self.s.lvt[i] & !LVT_WRITABLE[i] & !LVT_MASKED);
                 if !self.sw_enabled() {
                     nv |= LVT_MASKED;
                 }
@@ -1031,10 +977,7 @@ impl LocalApic {
             REG_ICR_LO => Ok(self.s.icr & !(1 << 12)),
             REG_EOI | REG_SELF_IPI => Err(ApicError::WriteOnly(msr)),
             REG_APR | REG_RRD | REG_DFR | REG_ICR_HI => Err(ApicError::Reserved(msr)),
-            _ => self
-                .read_reg(reg)
-                .map(u64::from)
-                .ok_or(ApicError::Reserved(msr)),
+            _ => self.read_reg(reg).map(u64::from).ok_or(ApicError::Reserved(msr)),
         }
     }
 
@@ -1092,10 +1035,7 @@ impl LocalApic {
     /// x2APIC and EXTD without EN are refused. Disabling resets the APIC's registers.
     fn set_apic_base(&mut self, value: u64) -> Result<(), ApicError> {
         let old = self.s.apic_base;
-        let err = Err(ApicError::InvalidTransition {
-            from: old,
-            to: value,
-        });
+        let err = Err(ApicError::InvalidTransition { from: old, to: value });
         if value & APIC_BASE_RESERVED != 0 {
             return err;
         }
@@ -1138,12 +1078,7 @@ impl LocalApic {
                     id == u32::MAX || id == self.apic_id()
                 } else {
                     let id = id & 0xff;
-                    id == 0xff
-                        || (if x2 {
-                            id == self.apic_id()
-                        } else {
-                            id as u8 == self.s.xapic_id
-                        })
+                    id == 0xff || (if x2 { id == self.apic_id() } else { id as u8 == self.s.xapic_id })
                 }
             }
             Destination::Logical { mda, x2apic } => {
@@ -1163,9 +1098,7 @@ impl LocalApic {
                     }
                 }
             }
-            Destination::ToSelf | Destination::AllIncludingSelf | Destination::AllExcludingSelf => {
-                true
-            }
+            Destination::ToSelf | Destination::AllIncludingSelf | Destination::AllExcludingSelf => true,
         }
     }
 }
@@ -1196,11 +1129,7 @@ pub struct ApicBus {
 impl ApicBus {
     pub fn new(lapics: Vec<Arc<Mutex<LocalApic>>>) -> Arc<Self> {
         let signals = lapics.iter().map(|l| lock(l).signals()).collect();
-        Arc::new(ApicBus {
-            cpus: lapics,
-            signals,
-            eoi_listeners: RwLock::new(Vec::new()),
-        })
+        Arc::new(ApicBus { cpus: lapics, signals, eoi_listeners: RwLock::new(Vec::new()) })
     }
 
     pub fn len(&self) -> usize {
@@ -1220,10 +1149,7 @@ impl ApicBus {
     }
 
     pub fn add_eoi_listener(&self, l: Weak<dyn EoiListener>) {
-        self.eoi_listeners
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(l);
+        self.eoi_listeners.write().unwrap_or_else(|e| e.into_inner()).push(l);
     }
 
     /// Runs `f` on vCPU `cpu`'s LAPIC, then acts on what it sent, with its lock released.
@@ -1270,12 +1196,8 @@ impl ApicBus {
                 source.into_iter().collect()
             }
             Destination::AllIncludingSelf => (0..self.cpus.len()).collect(),
-            Destination::AllExcludingSelf => (0..self.cpus.len())
-                .filter(|&c| Some(c) != source)
-                .collect(),
-            _ => (0..self.cpus.len())
-                .filter(|&c| lock(&self.cpus[c]).matches(&m.dest))
-                .collect(),
+            Destination::AllExcludingSelf => (0..self.cpus.len()).filter(|&c| Some(c) != source).collect(),
+            _ => (0..self.cpus.len()).filter(|&c| lock(&self.cpus[c]).matches(&m.dest)).collect(),
         };
         if m.mode == DeliveryMode::LowestPriority {
             let best = targets
@@ -1470,26 +1392,14 @@ mod tests {
     fn rig(n: usize) -> Rig {
         let clock = Arc::new(ManualClock::default());
         let lapics = (0..n)
-            .map(|i| {
-                Arc::new(Mutex::new(LocalApic::new(
-                    i as u32,
-                    i == 0,
-                    clock.clone(),
-                    1_000_000_000,
-                )))
-            })
+            .map(|i| Arc::new(Mutex::new(LocalApic::new(i as u32, i == 0, clock.clone(), 1_000_000_000))))
             .collect();
         let bus = ApicBus::new(lapics);
         let pic = IsaInterrupts::new();
         let cpus = (0..n)
             .map(|i| Arc::new(VcpuApic::new(&bus, i, (i == 0).then(|| pic.clone())).unwrap()))
             .collect();
-        Rig {
-            clock,
-            bus,
-            cpus,
-            pic,
-        }
+        Rig { clock, bus, cpus, pic }
     }
 
     fn w(v: &VcpuApic, reg: u32, val: u32) {
@@ -1619,11 +1529,7 @@ mod tests {
         let a = &rg.cpus[0];
         let l = a.lapic();
         lock(l).accept(0x45, false);
-        assert_eq!(
-            lock(l).has_interrupt(),
-            None,
-            "dropped while software-disabled"
-        );
+        assert_eq!(lock(l).has_interrupt(), None, "dropped while software-disabled");
         enable(a);
         lock(l).accept(0x31, false);
         lock(l).accept(0x45, false);
@@ -1746,21 +1652,12 @@ mod tests {
     fn timer_tsc_deadline() {
         let clock = Arc::new(ManualClock::default());
         // A 2 GHz TSC: two ticks per virtual ns.
-        let lapic = Arc::new(Mutex::new(LocalApic::new(
-            0,
-            true,
-            clock.clone(),
-            2_000_000_000,
-        )));
+        let lapic = Arc::new(Mutex::new(LocalApic::new(0, true, clock.clone(), 2_000_000_000)));
         let bus = ApicBus::new(vec![lapic.clone()]);
         let a = VcpuApic::new(&bus, 0, None).unwrap();
         enable(&a);
         a.write_tsc_deadline(5000, 0);
-        assert_eq!(
-            a.read_tsc_deadline(),
-            0,
-            "ignored outside TSC-deadline mode"
-        );
+        assert_eq!(a.read_tsc_deadline(), 0, "ignored outside TSC-deadline mode");
         w(&a, 0x320, 0x40042);
         w(&a, REG_TIMER_INIT, 1234);
         assert_eq!(r(&a, REG_TIMER_INIT), 0, "the count registers are unused");
@@ -1794,15 +1691,8 @@ mod tests {
         let en = APIC_DEFAULT_BASE | APIC_BASE_ENABLE | APIC_BASE_BSP;
         let ext = en | APIC_BASE_EXTD;
         let bad = |from: u64, to: u64| Err(ApicError::InvalidTransition { from, to });
-        assert_eq!(
-            a.write_msr(MSR_APIC_BASE, en | 1),
-            bad(en, en | 1),
-            "reserved bit"
-        );
-        assert_eq!(
-            a.write_msr(MSR_APIC_BASE, en | (1 << 60)),
-            bad(en, en | (1 << 60))
-        );
+        assert_eq!(a.write_msr(MSR_APIC_BASE, en | 1), bad(en, en | 1), "reserved bit");
+        assert_eq!(a.write_msr(MSR_APIC_BASE, en | (1 << 60)), bad(en, en | (1 << 60)));
         assert_eq!(
             a.write_msr(MSR_APIC_BASE, APIC_DEFAULT_BASE | APIC_BASE_EXTD),
             bad(en, APIC_DEFAULT_BASE | APIC_BASE_EXTD)
@@ -1812,34 +1702,19 @@ mod tests {
         w(a, REG_ID, 0x0700_0000);
         assert_eq!(a.write_msr(MSR_APIC_BASE, ext), Ok(()));
         assert_eq!(a.mmio_base(), None);
-        assert_eq!(
-            a.read_msr(x2(REG_TPR)),
-            Ok(0x20),
-            "state survives xAPIC -> x2APIC"
-        );
+        assert_eq!(a.read_msr(x2(REG_TPR)), Ok(0x20), "state survives xAPIC -> x2APIC");
         assert_eq!(a.read_msr(x2(REG_ID)), Ok(0), "x2APIC ID is the initial ID");
-        assert_eq!(
-            a.write_msr(MSR_APIC_BASE, en),
-            bad(ext, en),
-            "x2APIC -> xAPIC"
-        );
+        assert_eq!(a.write_msr(MSR_APIC_BASE, en), bad(ext, en), "x2APIC -> xAPIC");
         // Disable: registers reset.
         let off = APIC_DEFAULT_BASE | APIC_BASE_BSP;
         assert_eq!(a.write_msr(MSR_APIC_BASE, off), Ok(()));
         assert_eq!(a.read_msr(MSR_APIC_BASE), Ok(off));
         assert_eq!(a.mmio_base(), None);
-        assert!(
-            a.signals().extint(),
-            "a disabled APIC passes the 8259 through"
-        );
+        assert!(a.signals().extint(), "a disabled APIC passes the 8259 through");
         let mut b = [0u8; 4];
         a.mmio_read(REG_VERSION as u64, &mut b);
         assert_eq!(b, [0xff; 4], "the page is not decoded");
-        assert_eq!(
-            a.write_msr(MSR_APIC_BASE, ext),
-            bad(off, ext),
-            "disabled -> x2APIC"
-        );
+        assert_eq!(a.write_msr(MSR_APIC_BASE, ext), bad(off, ext), "disabled -> x2APIC");
         assert_eq!(a.write_msr(MSR_APIC_BASE, en), Ok(()));
         assert_eq!(r(a, REG_TPR), 0);
         assert_eq!(r(a, REG_SVR), 0xff);
@@ -1870,16 +1745,8 @@ mod tests {
         assert_eq!(a.write_msr(0x810, 5), Err(ApicError::ReadOnly(0x810)));
         assert_eq!(a.read_msr(0x80e), Err(ApicError::Reserved(0x80e)), "no DFR");
         assert_eq!(a.read_msr(0x809), Err(ApicError::Reserved(0x809)), "no APR");
-        assert_eq!(
-            a.read_msr(0x831),
-            Err(ApicError::Reserved(0x831)),
-            "no ICR high"
-        );
-        assert_eq!(
-            a.read_msr(0x82f),
-            Err(ApicError::Reserved(0x82f)),
-            "no CMCI LVT"
-        );
+        assert_eq!(a.read_msr(0x831), Err(ApicError::Reserved(0x831)), "no ICR high");
+        assert_eq!(a.read_msr(0x82f), Err(ApicError::Reserved(0x82f)), "no CMCI LVT");
         assert_eq!(a.read_msr(0x804), Err(ApicError::Reserved(0x804)));
         assert_eq!(a.read_msr(0x80b), Err(ApicError::WriteOnly(0x80b)));
         assert_eq!(a.read_msr(0x83f), Err(ApicError::WriteOnly(0x83f)));
@@ -1896,11 +1763,7 @@ mod tests {
         // ICR is one 64-bit register; its write sends.
         assert_eq!(a.write_msr(0x830, (0x123u64 << 32) | 0x66), Ok(()));
         assert_eq!(a.read_msr(0x830), Ok((0x123u64 << 32) | 0x66));
-        assert_eq!(
-            a.acknowledge(),
-            Some(0x66),
-            "physical IPI to our own 32-bit ID"
-        );
+        assert_eq!(a.acknowledge(), Some(0x66), "physical IPI to our own 32-bit ID");
         // The timer registers work as MSRs too.
         assert_eq!(a.write_msr(0x83e, 0xb), Ok(()));
         assert_eq!(a.write_msr(0x838, 500), Ok(()));
@@ -1997,15 +1860,11 @@ mod tests {
             k.write_msr(0x80f, 0x1ff).unwrap();
         }
         // Cluster 1 (IDs 16..31), members 17 and 19 (bits 1 and 3).
-        rg.cpus[0]
-            .write_msr(0x830, (0x1_000a_u64 << 32) | 0x800 | 0x70)
-            .unwrap();
+        rg.cpus[0].write_msr(0x830, (0x1_000a_u64 << 32) | 0x800 | 0x70).unwrap();
         let hit: Vec<usize> = (0..20).filter(|&i| irr(&rg.cpus[i], 0x70)).collect();
         assert_eq!(hit, [17, 19]);
         // Physical broadcast in x2APIC format.
-        rg.cpus[5]
-            .write_msr(0x830, (0xffff_ffffu64 << 32) | 0x71)
-            .unwrap();
+        rg.cpus[5].write_msr(0x830, (0xffff_ffffu64 << 32) | 0x71).unwrap();
         assert!(rg.cpus.iter().all(|k| irr(k, 0x71)));
     }
 
@@ -2112,10 +1971,7 @@ mod tests {
             &ApicMessage {
                 vector: 0x80,
                 mode: DeliveryMode::Fixed,
-                dest: Destination::Physical {
-                    id: 0,
-                    x2apic: false,
-                },
+                dest: Destination::Physical { id: 0, x2apic: false },
                 level_triggered: true,
             },
             None,
@@ -2154,23 +2010,11 @@ mod tests {
         let m = ApicMessage::from_msi(0xfee0_3004, 0x4031);
         assert_eq!(m.vector, 0x31);
         assert_eq!(m.mode, DeliveryMode::Fixed);
-        assert_eq!(
-            m.dest,
-            Destination::Logical {
-                mda: 3,
-                x2apic: false
-            }
-        );
+        assert_eq!(m.dest, Destination::Logical { mda: 3, x2apic: false });
         assert!(!m.level_triggered);
         let m = ApicMessage::from_msi(0xfee0_1000, 0x8400);
         assert_eq!(m.mode, DeliveryMode::Nmi);
-        assert_eq!(
-            m.dest,
-            Destination::Physical {
-                id: 1,
-                x2apic: false
-            }
-        );
+        assert_eq!(m.dest, Destination::Physical { id: 1, x2apic: false });
         assert!(m.level_triggered);
     }
 
@@ -2193,10 +2037,7 @@ mod tests {
         assert_eq!(r(b, REG_TPR), 0x10);
         assert_eq!(lock(b.lapic()).poll(0), Some(2_000_000));
         lock(b.lapic()).reset();
-        assert_eq!(
-            lock(b.lapic()).save_state(),
-            lock(rig(1).cpus[0].lapic()).save_state()
-        );
+        assert_eq!(lock(b.lapic()).save_state(), lock(rig(1).cpus[0].lapic()).save_state());
     }
 
     #[test]
