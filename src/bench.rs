@@ -36,6 +36,7 @@ pub fn cmd_bench(a: &BenchArgs) -> i32 {
                 flat_entry: None,
                 model: CpuModel::max(),
                 icount: None,
+                cpus: 1,
             };
             let report = match run_machine(&cfg, true, false) {
                 Ok(r) => r,

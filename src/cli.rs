@@ -96,6 +96,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "SHIFT", num_args = 0..=1, default_missing_value = "0",
           value_parser = clap::value_parser!(u32).range(0..=10))]
     pub icount: Option<u32>,
+    /// Number of vCPUs (1–254): vCPU 0 boots, the others wait for INIT/SIPI.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=254))]
+    pub smp: u16,
+    /// CPU model and feature changes: MODEL[,+FEATURE,-FEATURE…] with MODEL max or qemu64
+    /// and features named as in /proc/cpuinfo (e.g. qemu64,+popcnt).
+    #[arg(long, default_value = "max")]
+    pub cpu: String,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,8 @@
 //! twinvm: the machine — CLI, VM assembly, engine glue, boot loaders.
 
 pub mod accel;
+pub mod acpi;
+pub mod apic_port;
 pub mod bench;
 pub mod cli;
 pub mod compare;

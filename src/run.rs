@@ -3,8 +3,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use twinvm_cpu::CpuModel;
-
 use crate::accel::Accel;
 use crate::cli::{parse_mem_size, RunArgs};
 use crate::console::{self, InputQueue, RawMode};
@@ -94,6 +92,11 @@ pub fn config_from_args(a: &RunArgs) -> Result<MachineConfig, VmError> {
         Some(p) => Some(read_file(p, "firmware")?),
         None => None,
     };
+    if a.icount.is_some() && a.smp > 1 {
+        return Err(VmError::Input(
+            "--icount runs one vCPU deterministically; it cannot be combined with --smp above 1 yet".into(),
+        ));
+    }
     if a.flat_addr.is_some() && a.kernel.is_none() {
         return Err(VmError::Input("--flat-addr needs --kernel".into()));
     }
@@ -106,8 +109,10 @@ pub fn config_from_args(a: &RunArgs) -> Result<MachineConfig, VmError> {
         firmware,
         flat_addr: a.flat_addr,
         flat_entry: a.entry,
-        model: CpuModel::max(),
+        model: twinvm_cpu::cpu_models::parse_cpu_spec(&a.cpu)
+            .map_err(|e| VmError::Input(format!("--cpu {}: {e}", a.cpu)))?,
         icount: a.icount,
+        cpus: a.smp as usize,
     })
 }
 
@@ -225,6 +230,11 @@ pub fn print_stats(r: &RunReport) {
         return;
     }
     eprintln!("  instructions      {}", s.instructions);
+    if r.vcpu_instructions.len() > 1 {
+        for (i, n) in r.vcpu_instructions.iter().enumerate() {
+            eprintln!("  vcpu {i:<3} insns     {n}");
+        }
+    }
     eprintln!("  elapsed           {:.3} s", secs);
     eprintln!(
         "  guest MIPS        {:.1}",

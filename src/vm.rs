@@ -8,6 +8,8 @@ use twinvm_cpu::{CpuModel, CpuState};
 use twinvm_devices::bus::SharedDevice;
 use twinvm_devices::clock::{Clock, HostClock, IcountClock, Timed};
 use twinvm_devices::debug_exit::{DebugExit, DEBUG_EXIT_PORT};
+use twinvm_devices::fw_cfg::E820Entry;
+use twinvm_devices::gsi::GsiRouter;
 use twinvm_devices::i8042::{I8042, I8042_COMMAND_PORT, I8042_DATA_PORT};
 use twinvm_devices::pic::{
     IsaInterrupts, PicPortRange, PicPorts, ELCR_BASE, PIC_MASTER_BASE, PIC_PORT_LEN, PIC_SLAVE_BASE,
@@ -42,6 +44,8 @@ pub struct MachineConfig {
     pub model: CpuModel,
     /// `--icount SHIFT`: time advances 2^SHIFT ns per instruction.
     pub icount: Option<u32>,
+    /// vCPUs (`--smp`): vCPU 0 boots, the others wait for INIT/SIPI.
+    pub cpus: usize,
 }
 
 /// What the RTC shows at power-on under `--icount` (2000-01-01 00:00:00 UTC), so that
@@ -61,6 +65,10 @@ pub struct Machine {
     pub model: Arc<CpuModel>,
     /// The instruction-driven clock and its shift, under `--icount`.
     pub icount: Option<(Arc<IcountClock>, u32)>,
+    /// LAPICs (one per vCPU) and the IOAPIC.
+    pub apics: crate::platform::Apics,
+    /// Where the ACPI RSDP is, if the tables were built.
+    pub rsdp: Option<u64>,
 }
 
 fn shared<D: twinvm_devices::Device + 'static>(d: D) -> Arc<Mutex<D>> {
@@ -97,7 +105,13 @@ impl Machine {
             None => Arc::new(HostClock::new()),
         };
         let isa = IsaInterrupts::new();
-        let line = |irq: u32| IrqLine::new(isa.clone(), irq);
+        let cpus = cfg.cpus.max(1);
+        let mut mmio = Bus::new();
+        let apics = crate::platform::add_apics(&mut mmio, cpus, &clock, &isa)?;
+        // Device lines reach the 8259s and the IOAPIC alike.
+        let gsi: Arc<dyn twinvm_devices::IrqSink> =
+            GsiRouter::new(isa.clone(), apics.ioapic.clone());
+        let line = |irq: u32| IrqLine::new(gsi.clone(), irq);
 
         let mut pio = Bus::new();
         let add = |bus: &mut Bus, base: u64, len: u64, dev: SharedDevice| {
@@ -152,9 +166,30 @@ impl Machine {
             4,
             shared(DebugExit::new(control.clone())),
         )?;
-        crate::platform::add_power_devices(&mut pio, &control, &clock)?;
+        crate::platform::add_power_devices(&mut pio, &mut mmio, &control, &clock)?;
+        let e820: Vec<E820Entry> = loader::multiboot::memory_map(&mem)
+            .into_iter()
+            .map(|(addr, len, kind)| E820Entry { addr, len, kind })
+            .collect();
+        crate::platform::add_qemu_test_devices(
+            &mut pio,
+            &mut mmio,
+            gsi.clone(),
+            mem.ram_size(),
+            cpus,
+            &e820,
+        )?;
+        let ioapic_id = apics.ioapic.save_state().id;
+        let rsdp = crate::acpi::install(
+            &mem,
+            &crate::acpi::AcpiConfig {
+                apic_ids: (0..cpus).map(|i| i as u8).collect(),
+                ioapic_id,
+            },
+        );
 
-        let timed: Vec<Arc<Mutex<dyn Timed>>> = vec![pit, rtc, uart.clone()];
+        let mut timed: Vec<Arc<Mutex<dyn Timed>>> = vec![pit, rtc, uart.clone()];
+        timed.extend(apics.timed());
         let boot = match (&cfg.kernel, cfg.flat_addr) {
             (Some(k), Some(addr)) => BootImage::Flat {
                 image: k,
@@ -172,7 +207,7 @@ impl Machine {
         Ok(Machine {
             mem,
             pio: Arc::new(pio),
-            mmio: Arc::new(Bus::new()),
+            mmio: Arc::new(mmio),
             control,
             clock,
             isa,
@@ -181,6 +216,8 @@ impl Machine {
             boot_state,
             model: Arc::new(cfg.model.clone()),
             icount,
+            apics,
+            rsdp,
         })
     }
 

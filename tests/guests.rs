@@ -9,16 +9,15 @@ use common::{assert_guest_passed, firmware, twinvm};
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn run_kernel(name: &str) {
+    run_kernel_with(name, &[]);
+}
+
+fn run_kernel_with(name: &str, extra: &[&str]) {
     let path = firmware(&format!("{name}.elf"));
-    let r = twinvm(
-        &[
-            "run",
-            "--no-reboot",
-            "--kernel",
-            path.to_str().expect("utf-8 path"),
-        ],
-        LIMIT,
-    );
+    let mut args = vec!["run", "--no-reboot"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--kernel", path.to_str().expect("utf-8 path")]);
+    let r = twinvm(&args, LIMIT);
     assert_guest_passed(name, &r);
 }
 
@@ -102,6 +101,46 @@ fn tlb() {
 #[test]
 fn modes2() {
     run_kernel("modes2");
+}
+
+#[test]
+fn apic() {
+    run_kernel("apic");
+}
+
+#[test]
+fn ioapic() {
+    run_kernel("ioapic");
+}
+
+#[test]
+fn smp() {
+    run_kernel_with("smp", &["--smp", "2"]);
+}
+
+#[test]
+fn platform() {
+    run_kernel("platform");
+}
+
+#[test]
+fn guests_pass_on_the_qemu64_model() {
+    for g in ["apic", "platform"] {
+        run_kernel_with(g, &["--cpu", "qemu64"]);
+    }
+}
+
+#[test]
+fn bad_cpu_model_or_feature_is_a_clear_error() {
+    for (spec, msg) in [
+        ("pentium9", "unknown CPU model 'pentium9'"),
+        ("max,+frobnicate", "unknown CPU feature 'frobnicate'"),
+        ("qemu64,+svm", "'svm' is not implemented"),
+    ] {
+        let r = twinvm(&["run", "--cpu", spec], LIMIT);
+        assert_eq!(r.status, 2, "{spec}: {}", r.stderr);
+        assert!(r.stderr.contains(msg), "{spec}: {}", r.stderr);
+    }
 }
 
 #[test]

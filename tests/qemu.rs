@@ -94,7 +94,7 @@ fn unsupported_options_are_refused_by_name_with_status_1() {
     let k = k.to_str().expect("utf-8");
     for (extra, named) in [
         (vec!["-hda", "disk.img"], "-hda"),
-        (vec!["-smp", "4"], "1 vCPU"),
+        (vec!["-smp", "300"], "1 to 254 vCPUs"),
         (vec!["-device", "e1000"], "e1000"),
         (vec!["-cpu", "qemu64,+x2apic"], "feature flags"),
     ] {

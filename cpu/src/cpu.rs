@@ -100,6 +100,8 @@ pub struct Cpu {
     pub debug: crate::debugger::DebugHooks,
     /// Breakpoint hits and held debug traps (debug.rs).
     pub dbg: crate::debug::DebugState,
+    /// This vCPU's local APIC (MSRs, MMIO page, CR8, NMI), if the platform has one.
+    pub apic: Option<crate::apic_port::SharedApicPort>,
 }
 
 /// Guest TSC frequency: 1 GHz, so the TSC counts virtual nanoseconds.
@@ -124,6 +126,7 @@ impl Cpu {
             apic_id: 0,
             debug: Default::default(),
             dbg: Default::default(),
+            apic: None,
         };
         let tsc = cpu.s.msr.tsc;
         cpu.set_tsc(tsc);

@@ -65,18 +65,6 @@ impl Interpreter {
     }
 
     /// Takes a pending NMI if NMIs are not blocked.
-    fn accept_nmi(&mut self) -> Result<(), RunExit> {
-        let ev = &mut self.cpu.s.events;
-        if ev.nmi_masked || ev.interrupt_shadow {
-            return Ok(());
-        }
-        ev.nmi_pending = false;
-        ev.nmi_masked = true;
-        ev.halted = false;
-        self.cpu.stats.interrupts += 1;
-        self.deliver(crate::exception::NMI, None, EventKind::External)
-    }
-
     fn interrupt_window(&self) -> bool {
         self.cpu.s.rflags & rflags::IF != 0 && !self.cpu.s.events.interrupt_shadow
     }
@@ -93,6 +81,24 @@ impl Interpreter {
         self.cpu.stats.interrupts += 1;
         self.deliver(vector, None, EventKind::External)?;
         Ok(true)
+    }
+
+    /// Delivers a pending NMI (vector 2, whatever IF says) unless NMIs are blocked; IRET
+    /// unblocks them.
+    fn accept_nmi(&mut self) -> Result<(), RunExit> {
+        let ev = &self.cpu.s.events;
+        if ev.nmi_masked || ev.interrupt_shadow {
+            return Ok(());
+        }
+        if !std::mem::take(&mut self.cpu.s.events.nmi_pending)
+            && !self.cpu.apic.as_ref().is_some_and(|a| a.take_nmi())
+        {
+            return Ok(());
+        }
+        self.cpu.s.events.halted = false;
+        self.cpu.s.events.nmi_masked = true;
+        self.cpu.stats.interrupts += 1;
+        self.deliver(crate::exception::NMI, None, EventKind::External)
     }
 
     fn deliver(
@@ -134,7 +140,9 @@ impl Interpreter {
             if self.cpu.env.control.is_pending() {
                 return RunExit::Stop;
             }
-            if self.cpu.s.events.nmi_pending {
+            if self.cpu.s.events.nmi_pending
+                || self.cpu.apic.as_ref().is_some_and(|a| a.nmi_pending())
+            {
                 if let Err(e) = self.accept_nmi() {
                     return e;
                 }
@@ -217,7 +225,9 @@ impl Interpreter {
 
     /// Whether the halted vCPU could be woken by an interrupt (IF set).
     pub fn can_wake(&self) -> bool {
-        self.cpu.s.rflags & rflags::IF != 0 || self.cpu.s.events.nmi_pending
+        self.cpu.s.rflags & rflags::IF != 0
+            || self.cpu.s.events.nmi_pending
+            || self.cpu.apic.as_ref().is_some_and(|a| a.nmi_pending())
     }
 }
 

@@ -10,6 +10,7 @@ pub mod feat {
     pub const MSR: u32 = 1 << 5;
     pub const PAE: u32 = 1 << 6;
     pub const CX8: u32 = 1 << 8;
+    pub const APIC: u32 = 1 << 9;
     pub const SEP: u32 = 1 << 11;
     pub const PGE: u32 = 1 << 13;
     pub const CMOV: u32 = 1 << 15;
@@ -20,6 +21,8 @@ pub mod feat {
     pub const PCID: u32 = 1 << 17;
     pub const MOVBE: u32 = 1 << 22;
     pub const POPCNT: u32 = 1 << 23;
+    pub const X2APIC: u32 = 1 << 21;
+    pub const TSC_DEADLINE: u32 = 1 << 24;
     pub const HYPERVISOR: u32 = 1 << 31;
     // Leaf 7.0 EBX.
     pub const BMI1: u32 = 1 << 3;
@@ -67,8 +70,8 @@ impl CpuModel {
             vendor: *b"GenuineIntel",
             // Family 6, model 0x3a (an Ivy Bridge-like signature), stepping 9.
             signature: 0x0003_06a9,
-            leaf1_ecx: CX16 | PCID | MOVBE | POPCNT | HYPERVISOR,
-            leaf1_edx: PSE | TSC | MSR | PAE | CX8 | SEP | PGE | CMOV | PAT | PSE36,
+            leaf1_ecx: CX16 | PCID | X2APIC | MOVBE | POPCNT | TSC_DEADLINE | HYPERVISOR,
+            leaf1_edx: PSE | TSC | MSR | PAE | CX8 | APIC | SEP | PGE | CMOV | PAT | PSE36,
             leaf7_ebx: SMEP | INVPCID | SMAP,
             leaf7_ecx: UMIP,
             ext1_ecx: LAHF_LM | ABM,

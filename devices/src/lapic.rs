@@ -596,6 +596,17 @@ impl LocalApic {
         self.signals.kick();
     }
 
+    /// CR8: TPR bits 7:4 (SDM 10.8.6.1), in every APIC mode.
+    pub fn cr8(&self) -> u64 {
+        ((self.s.tpr >> 4) & 0xf) as u64
+    }
+
+    /// A MOV to CR8 sets TPR[7:4] and clears TPR[3:0].
+    pub fn set_cr8(&mut self, v: u64) {
+        self.s.tpr = ((v & 0xf) << 4) as u32;
+        self.sync();
+    }
+
     pub fn take_nmi(&mut self) -> bool {
         let n = std::mem::take(&mut self.s.nmi_pending);
         self.sync();
@@ -1366,6 +1377,14 @@ impl VcpuApic {
 
     pub fn mmio_write(&self, offset: u64, data: &[u8]) {
         self.with(|a| a.mmio_write(offset, data))
+    }
+
+    pub fn cr8(&self) -> u64 {
+        lock(&self.lapic).cr8()
+    }
+
+    pub fn set_cr8(&self, v: u64) {
+        self.with(|a| a.set_cr8(v))
     }
 
     pub fn take_nmi(&self) -> bool {

@@ -83,7 +83,8 @@ impl TestSpec {
 
     /// Why this test cannot run at all (on any engine), if it cannot.
     pub fn skip_reason(&self) -> Option<String> {
-        (self.smp != 1).then(|| format!("smp = {}: twinvm runs 1 vCPU today", self.smp))
+        (self.smp == 0 || self.smp > 254)
+            .then(|| format!("smp = {}: twinvm runs 1 to 254 vCPUs", self.smp))
     }
 
     /// The arguments of `twinvm run` for this test on `engine`, serial on stdout.
@@ -108,6 +109,10 @@ impl TestSpec {
             ("--flat-addr", &self.flat_addr),
             ("--entry", &self.entry),
         ];
+        if self.smp != 1 {
+            a.push("--smp".into());
+            a.push(self.smp.to_string().into());
+        }
         for (flag, v) in opts {
             if let Some(v) = v {
                 a.push(flag.into());

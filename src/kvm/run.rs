@@ -166,8 +166,10 @@ pub fn run_kvm(
     stats.mmio_writes += is.mmio_writes;
     stats.instructions = fallback.instructions();
     stats.fallbacks = fallback.counts;
+    let vcpu_instructions = vec![stats.instructions];
     Ok(RunReport {
         outcome: outcome?,
+        vcpu_instructions,
         stats,
         elapsed: start.elapsed(),
         final_state,

@@ -36,6 +36,7 @@ struct Parsed {
     initrd: Vec<String>,
     append: Option<String>,
     mem: Option<String>,
+    cpus: u64,
     accel: Option<String>,
     serial: Option<String>,
     nodefaults: bool,
@@ -98,7 +99,7 @@ fn machine(v: &str, p: &mut Parsed) -> Result<(), String> {
     Ok(())
 }
 
-fn smp(v: &str) -> Result<(), String> {
+fn smp(v: &str) -> Result<u64, String> {
     let mut cpus = 1u64;
     for (i, item) in split_opts(v).iter().enumerate() {
         let (k, val) = match item.split_once('=') {
@@ -112,10 +113,10 @@ fn smp(v: &str) -> Result<(), String> {
             _ => return Err(format!("-smp {v}: '{k}' is not understood")),
         }
     }
-    if cpus != 1 {
-        return Err(format!("-smp {v}: twinvm runs 1 vCPU today"));
+    if !(1..=254).contains(&cpus) {
+        return Err(format!("-smp {v}: twinvm runs 1 to 254 vCPUs"));
     }
-    Ok(())
+    Ok(cpus)
 }
 
 fn cpu(v: &str) -> Result<(), String> {
@@ -223,7 +224,7 @@ pub fn parse(args: &[String]) -> Result<Plan, String> {
                 }
                 p.mem = Some(size.into());
             }
-            "smp" => smp(value)?,
+            "smp" => p.cpus = smp(value)?,
             "cpu" => cpu(value)?,
             "machine" | "M" => machine(value, &mut p)?,
             "accel" => {
@@ -293,6 +294,9 @@ pub fn parse(args: &[String]) -> Result<Plan, String> {
     }
     // QEMU's default RAM is 128 MiB.
     run.extend(["--mem".into(), p.mem.unwrap_or_else(|| "128M".into())]);
+    if p.cpus > 1 {
+        run.extend(["--smp".into(), p.cpus.to_string()]);
+    }
     let serial = p
         .serial
         .unwrap_or_else(|| if p.nodefaults { "none" } else { "stdio" }.into());
@@ -332,8 +336,8 @@ mod tests {
     fn refusals_name_the_option() {
         let cases = [
             ("-kernel k -hda disk.img", "option -hda is not supported"),
-            ("-kernel k -smp 2", "-smp 2: twinvm runs 1 vCPU today"),
-            ("-kernel k -smp cpus=1,sockets=4", "1 vCPU today"),
+            ("-kernel k -smp 300", "-smp 300: twinvm runs 1 to 254 vCPUs"),
+            ("-kernel k -smp cpus=1,sockets=400", "1 to 254 vCPUs"),
             ("-kernel k -cpu Haswell", "-cpu Haswell: not supported"),
             (
                 "-kernel k -cpu qemu64,+x2apic",

@@ -34,7 +34,7 @@ Accepted options (-opt and --opt alike); any other option is refused by name:
   -append STR             kernel command line
   -bios FILE              firmware image started at the reset vector
   -m [size=]SIZE          guest RAM (default 128M; a plain number is MiB)
-  -smp 1                  one vCPU (twinvm runs 1 vCPU today)
+  -smp N                  N vCPUs (1 to 254)
   -cpu max|qemu64|kvm64|host   all select twinvm's one CPU model; no feature flags
   -machine [pc][,accel=A[:B…]] / -M, -accel A, -enable-kvm
                           engine: tcg = interp{}

@@ -305,6 +305,8 @@ fn int1(c: &mut Cpu, _i: &Insn) -> Flow {
 }
 
 fn iret(c: &mut Cpu, i: &Insn) -> Flow {
+    // IRET ends NMI blocking, even when it then faults (SDM vol. 3, 6.7.1).
+    c.s.events.nmi_masked = false;
     let size = match i.raw.mnemonic() {
         Mnemonic::Iretq => 8,
         Mnemonic::Iretd => 4,

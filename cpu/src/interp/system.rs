@@ -184,7 +184,7 @@ fn read_cr(c: &Cpu, n: u8) -> Result<u64, Trap> {
         2 => c.s.cr2,
         3 => c.s.cr3,
         4 => c.s.cr4,
-        8 if c.mode64 => c.s.cr8,
+        8 if c.mode64 => c.apic.as_ref().map_or(c.s.cr8, |a| a.cr8()),
         _ => return Err(ud()),
     })
 }
@@ -265,6 +265,9 @@ pub fn write_cr(c: &mut Cpu, n: u8, v: u64) -> Flow {
                 return Err(gp0());
             }
             c.s.cr8 = v;
+            if let Some(a) = &c.apic {
+                a.set_cr8(v);
+            }
         }
         _ => return Err(ud()),
     }
@@ -595,7 +598,11 @@ fn count_unknown_msr(c: &mut Cpu, n: u32) {
 fn rdmsr(c: &mut Cpu, _: &Insn) -> Flow {
     require_cpl0(c)?;
     let n = c.s.gpr[RCX] as u32;
-    let Some(v) = read_msr(c, n) else {
+    let v = match crate::apic_port::rdmsr(c, n) {
+        Some(r) => Some(r?),
+        None => read_msr(c, n),
+    };
+    let Some(v) = v else {
         count_unknown_msr(c, n);
         return Err(gp0());
     };
@@ -608,6 +615,9 @@ fn wrmsr(c: &mut Cpu, _: &Insn) -> Flow {
     require_cpl0(c)?;
     let n = c.s.gpr[RCX] as u32;
     let v = (c.s.gpr[RDX] << 32) | (c.s.gpr[RAX] & 0xffff_ffff);
+    if let Some(r) = crate::apic_port::wrmsr(c, n, v) {
+        return r;
+    }
     if read_msr(c, n).is_none() {
         count_unknown_msr(c, n);
         return Err(gp0());

@@ -400,6 +400,10 @@ impl Cpu {
             }
         }
         self.stats.mmio_reads += 1;
+        if let Some((apic, off)) = crate::apic_port::mmio_hit(self, phys) {
+            apic.mmio_read(off, buf);
+            return;
+        }
         self.env.mmio.read(phys, buf);
     }
 
@@ -421,6 +425,12 @@ impl Cpu {
             }
         }
         self.stats.mmio_writes += 1;
+        if let Some((apic, off)) = crate::apic_port::mmio_hit(self, phys) {
+            apic.mmio_write(off, data);
+            // The write may have made an interrupt deliverable (EOI, TPR, self-IPI).
+            self.break_block = true;
+            return;
+        }
         self.env.mmio.write(phys, data);
     }
 
