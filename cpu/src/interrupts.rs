@@ -172,9 +172,11 @@ impl Cpu {
         let target = (lo & 0xffff) | ((lo >> 48) << 16) | (hi << 32);
         let ist = (lo >> 32) & 7;
         let code = self.load_code_descriptor_for_gate(selector)?;
-        let new_cpl = code.dpl();
         let old_cpl = self.s.cpl();
-        if new_cpl > old_cpl {
+        let new_cpl = handler_cpl(&code, old_cpl);
+        // Handlers never run less privileged than the interrupted code (conforming ones
+        // included: their DPL must not exceed the CPL).
+        if code.dpl() > old_cpl {
             return Err(gp(selector as u32 & !3));
         }
         let old_ss = self.s.seg[SS];
@@ -276,60 +278,48 @@ impl Cpu {
         let code = self.load_code_descriptor_for_gate(selector)?;
         let gate32 = attr & 8 != 0;
         let size = if gate32 { 4 } else { 2 };
-        let new_cpl = code.dpl();
         let old_cpl = self.s.cpl();
-        if new_cpl > old_cpl {
+        let new_cpl = handler_cpl(&code, old_cpl);
+        // Handlers never run less privileged than the interrupted code (conforming ones
+        // included: their DPL must not exceed the CPL).
+        if code.dpl() > old_cpl {
             return Err(gp(selector as u32 & !3));
         }
         let flags = self.rflags();
-        if new_cpl < old_cpl {
-            // Inner-privilege stack from the 32-bit TSS.
-            let tss = self.s.tr;
-            let off = 4 + new_cpl as u64 * 8;
-            if off + 5 > tss.limit as u64 {
-                return Err(Trap::Exception(Exception::with_code(
-                    TS,
-                    tss.selector as u32 & !3,
-                )));
-            }
-            let esp = self.read_lin_sys(tss.base + off, 4)?;
-            let ss_sel = self.read_lin_sys(tss.base + off + 4, 2)? as u16;
-            let ss = self
-                .read_descriptor(ss_sel)?
-                .ok_or(Trap::Exception(Exception::with_code(
-                    TS,
-                    ss_sel as u32 & !3,
-                )))?;
-            if !ss.present() {
-                return Err(Trap::Exception(Exception::with_code(
-                    SS_VEC,
-                    ss_sel as u32 & !3,
-                )));
-            }
-            let (old_ss, old_esp) = (self.s.seg[SS], self.s.gpr[RSP]);
-            self.s.seg[SS] = Segment {
-                selector: ss_sel,
-                ..ss
-            };
-            self.s.gpr[RSP] = esp;
-            self.tlb.set_user(false);
-            let pushed = (|| {
+        let (old_ss, old_esp) = (self.s.seg[SS], self.s.gpr[RSP]);
+        let inner = if new_cpl < old_cpl {
+            // The inner stack from the TSS (16- or 32-bit), with the SS checks of the SDM.
+            Some(self.inner_stack(new_cpl)?)
+        } else {
+            None
+        };
+        // Every push goes to the handler's stack with supervisor rights; a fault on any of
+        // them leaves the interrupted context as it was.
+        let pushed = (|| {
+            if let Some((ss, sp)) = inner {
+                self.s.seg[SS] = ss;
+                self.s.gpr[RSP] = if ss.big() {
+                    sp & 0xffff_ffff
+                } else {
+                    sp & 0xffff
+                };
+                self.tlb.set_user(false);
                 self.push(size, old_ss.selector as u64)?;
                 self.push(size, old_esp)?;
-                Ok::<(), Trap>(())
-            })();
-            if let Err(e) = pushed {
-                self.s.seg[SS] = old_ss;
-                self.s.gpr[RSP] = old_esp;
-                self.tlb.set_user(old_cpl == 3);
-                return Err(e);
             }
-        }
-        self.push(size, flags)?;
-        self.push(size, self.s.seg[CS].selector as u64)?;
-        self.push(size, self.s.rip)?;
-        if let Some(ec) = d.error_code {
-            self.push(size, ec as u64)?;
+            self.push(size, flags)?;
+            self.push(size, self.s.seg[CS].selector as u64)?;
+            self.push(size, self.s.rip)?;
+            if let Some(ec) = d.error_code {
+                self.push(size, ec as u64)?;
+            }
+            Ok::<(), Trap>(())
+        })();
+        if let Err(e) = pushed {
+            self.s.seg[SS] = old_ss;
+            self.s.gpr[RSP] = old_esp;
+            self.tlb.set_user(old_cpl == 3);
+            return Err(e);
         }
         self.s.seg[CS] = Segment {
             selector: (selector & !3) | new_cpl as u16,
@@ -348,3 +338,28 @@ impl Cpu {
 
 /// For callers that want the GP vector as a constant.
 pub const GP_VECTOR: u8 = GP;
+
+/// The privilege level an interrupt handler runs at: a conforming code segment keeps the
+/// interrupted CPL (SDM vol. 3 §6.12.1.1), any other runs at its DPL.
+fn handler_cpl(code: &Segment, old_cpl: u8) -> u8 {
+    if code.attr & crate::state::seg_attr::CE != 0 {
+        old_cpl
+    } else {
+        code.dpl()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::seg_attr;
+
+    #[test]
+    fn conforming_handlers_keep_the_interrupted_cpl() {
+        let mut code = Segment::flat(0x08, true, false);
+        assert_eq!(handler_cpl(&code, 3), 0);
+        code.attr |= seg_attr::CE;
+        assert_eq!(handler_cpl(&code, 3), 3);
+        assert_eq!(handler_cpl(&code, 0), 0);
+    }
+}
