@@ -23,6 +23,9 @@ pub enum Command {
     Run(RunArgs),
     /// Run the CPU-bound benchmark guests and print guest MIPS.
     Bench(BenchArgs),
+    /// Ring-3 hardware oracle: random instruction streams run under KVM and in the
+    /// interpreter, compared.
+    FuzzDiff(crate::fuzz_diff::FuzzDiffArgs),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -7,6 +7,7 @@ pub mod console;
 pub mod engine;
 pub mod error;
 pub mod firmware;
+pub mod fuzz_diff;
 pub mod kvm;
 pub mod loader;
 pub mod logger;

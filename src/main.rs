@@ -18,6 +18,7 @@ fn main() {
     let code = match &cli.command {
         Command::Run(a) => twinvm::run::cmd_run(a),
         Command::Bench(a) => twinvm::bench::cmd_bench(a),
+        Command::FuzzDiff(a) => twinvm::fuzz_diff::cmd_fuzz_diff(a),
     };
     std::process::exit(code);
 }

@@ -189,6 +189,9 @@ pub struct Generator {
     model: CpuModel,
     /// Codes skipped because the interpreter has no handler (yet).
     pub unimplemented: std::collections::BTreeSet<String>,
+    /// A case has 1..=max_units units (8 for the native oracle; fuzz-diff asks for longer
+    /// streams, so that each KVM entry runs more instructions).
+    pub max_units: usize,
 }
 
 impl Generator {
@@ -215,6 +218,7 @@ impl Generator {
             forms,
             model: CpuModel::max(),
             unimplemented: Default::default(),
+            max_units: 8,
         }
     }
 
@@ -246,7 +250,7 @@ impl Generator {
             }
         };
         let ctx = Ctx { base, index };
-        let n = 1 + self.rng.below(8) as usize;
+        let n = 1 + self.rng.below(self.max_units.max(1) as u64) as usize;
         let mut units = Vec::with_capacity(n);
         for u in 0..n {
             let f = if self.rng.chance(3, 4) {
