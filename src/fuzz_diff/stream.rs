@@ -181,7 +181,9 @@ fn departure(code: &[u8], random: bool) -> Option<&'static str> {
         .iter()
         .find_map(|i| {
             let off = (i.ip() - base) as usize;
-            let bytes = code.get(off..off + i.len()).unwrap_or(&[]);
+            // From the instruction on (an invalid one's length says little); matchers
+            // look only at its prefixes and opcode.
+            let bytes = code.get(off..).unwrap_or(&[]);
             departures::excluded(i, bytes, random)
         })
         .map(|d| d.name)
