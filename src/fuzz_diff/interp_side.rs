@@ -12,6 +12,9 @@ use super::outcome::{End, Stop};
 /// Far more than any stream runs (REP counts are small): hitting it is reported.
 const BUDGET: u64 = 100_000;
 
+/// How running out of budget is reported (`Stop::Other`).
+pub const OUT_OF_BUDGET: &str = "interpreter budget exhausted";
+
 pub struct InterpSide {
     it: Interpreter,
     base: CpuState,
@@ -57,6 +60,7 @@ impl InterpSide {
                 error_code: e.error_code,
                 cr2: (e.vector == 14).then_some(c.s.cr2),
             },
+            RunExit::Budget => Stop::Other(format!("{OUT_OF_BUDGET} ({BUDGET} instructions)")),
             other => Stop::Other(format!("interpreter stopped: {other:?}")),
         };
         Ok(End { state: out, stop })

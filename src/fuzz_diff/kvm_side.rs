@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kvm_bindings::{kvm_regs, kvm_sregs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -11,11 +12,21 @@ use twinvm_devices::GuestMemory;
 
 use super::machine::{self, HANDLERS, HANDLER_STRIDE, RSP0, USER_CS};
 use super::outcome::{End, Stop};
+use super::watchdog::Watchdog;
 use crate::kvm::device::{ioctl, KvmError, KvmVm};
 use crate::kvm::{memory, state};
 
+/// A stream that has not trapped back to ring 0 by then is reported as hung (streams run
+/// microseconds).
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How a time-out is reported (`Stop::Other`).
+pub const TIMED_OUT: &str = "no trap back to ring 0 within";
+
 pub struct KvmSide {
-    // Field order: the vCPU and VM go before the memory their slots point into.
+    // Field order: the watchdog (which writes into the vCPU's kvm_run page) goes first,
+    // then the vCPU and VM, before the memory their slots point into.
+    watchdog: Watchdog,
     vcpu: VcpuFd,
     _vm: KvmVm,
     mem: Arc<GuestMemory>,
@@ -34,7 +45,7 @@ impl KvmSide {
         );
         machine::write_system(&mem).map_err(KvmError::Setup)?;
         let mem = memory::map_guest_memory(&vm, &mem)?;
-        let vcpu = vm.create_vcpu(0)?;
+        let mut vcpu = vm.create_vcpu(0)?;
         // Long mode needs a CPUID table; ring 3 runs natively whatever it says.
         let cpuid = vm
             .kvm
@@ -42,7 +53,10 @@ impl KvmSide {
             .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
         vcpu.set_cpuid2(&cpuid).map_err(ioctl("KVM_SET_CPUID2"))?;
         let sregs = state::sregs_from_state(&machine::user_state());
+        // It must start on the thread that runs the vCPU.
+        let watchdog = Watchdog::start(vcpu.get_kvm_run() as *mut _);
         Ok(KvmSide {
+            watchdog,
             vcpu,
             _vm: vm,
             mem,
@@ -81,11 +95,26 @@ impl KvmSide {
             rflags: start_rflags(init.rflags),
         };
         self.vcpu.set_regs(&regs).map_err(ioctl("KVM_SET_REGS"))?;
-        self.entries += 1;
-        let exit = match self.vcpu.run().map_err(ioctl("KVM_RUN"))? {
-            VcpuExit::Hlt => None,
-            other => Some(format!("unexpected KVM exit {other:?}")),
+        let start = Instant::now();
+        self.watchdog.arm(Some(TIMEOUT));
+        let exit = loop {
+            self.entries += 1;
+            match self.vcpu.run() {
+                Ok(VcpuExit::Hlt) => break None,
+                Ok(VcpuExit::Intr) => {}
+                Ok(other) => break Some(format!("unexpected KVM exit {other:?}")),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Err(e) => return Err(ioctl("KVM_RUN")(e)),
+            }
+            // Kicked: clear the kick, and go on unless the stream is taking too long.
+            self.vcpu.get_kvm_run().immediate_exit = 0;
+            if start.elapsed() > TIMEOUT {
+                break Some(format!("{TIMED_OUT} {} ms", TIMEOUT.as_millis()));
+            }
         };
+        self.watchdog.arm(None);
+        // A kick that came after the exit must not cut the next run short.
+        self.vcpu.get_kvm_run().immediate_exit = 0;
         let r = self.vcpu.get_regs().map_err(ioctl("KVM_GET_REGS"))?;
         let mut s = init.clone();
         s.gpr = [
