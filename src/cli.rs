@@ -36,6 +36,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Ring-3 hardware oracle: random instruction streams run under KVM and in the
+    /// interpreter, compared.
+    FuzzDiff(crate::fuzz_diff::FuzzDiffArgs),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -11,6 +11,7 @@ pub mod console;
 pub mod engine;
 pub mod error;
 pub mod firmware;
+pub mod fuzz_diff;
 pub mod gdb;
 pub mod kvm;
 pub mod loader;

@@ -34,6 +34,7 @@ fn main() {
         Command::Conform(a) => twinvm::conform::cmd_conform(a),
         Command::Compare(a) => twinvm::compare::cmd_compare(a),
         Command::Qemu { args } => twinvm::qemu::main(args),
+        Command::FuzzDiff(a) => twinvm::fuzz_diff::cmd_fuzz_diff(a),
     };
     std::process::exit(code);
 }

@@ -334,6 +334,30 @@ impl Cpu {
         }
     }
 
+    /// Reads the destination of a read-modify-write instruction. Hardware does the load
+    /// with write intent, so a fault on it is reported as a write (#PF error code W=1,
+    /// also on a not-present page, where a plain read would report W=0).
+    #[inline]
+    pub fn read_loc_rmw(&mut self, loc: Loc, size: u8) -> Result<u64, Trap> {
+        match loc {
+            Loc::Mem(lin) => self.read_lin_rmw(lin, size),
+            _ => self.read_loc(loc, size),
+        }
+    }
+
+    /// Linear read of a read-modify-write operand (see `read_loc_rmw`).
+    #[inline]
+    pub fn read_lin_rmw(&mut self, lin: u64, size: u8) -> Result<u64, Trap> {
+        if (lin & 0xfff) + size as u64 <= 4096 {
+            if let Some(p) = self.tlb.lookup(crate::mmu::Access::Write, lin) {
+                // SAFETY: write entries map whole RAM pages of a live mapping, and the
+                // access does not cross the page.
+                return Ok(unsafe { crate::mmu::read_host(p, size) });
+            }
+        }
+        self.read_slow(lin, size, crate::mmu::Access::Write)
+    }
+
     #[inline]
     pub fn write_loc(&mut self, loc: Loc, size: u8, v: u64) -> Flow {
         match loc {

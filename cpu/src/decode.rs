@@ -151,6 +151,28 @@ pub fn gpr_index(r: Register) -> u8 {
     }
 }
 
+/// The segment of the memory operand. In 64-bit mode ES/CS/SS/DS override prefixes are
+/// ignored (SDM vol. 1, 3.3.7.1): the default segment applies — SS for RSP/RBP-based
+/// addresses, DS otherwise — which decides #SS versus #GP on a non-canonical address.
+/// iced reports the ignored prefix, so it is undone here.
+fn memory_segment(raw: &Instruction, bits: u32) -> u8 {
+    let seg = raw.memory_segment();
+    if bits == 64
+        && matches!(
+            seg,
+            Register::ES | Register::CS | Register::SS | Register::DS
+        )
+    {
+        let stack = matches!(
+            raw.memory_base(),
+            Register::RSP | Register::RBP | Register::ESP | Register::EBP
+        );
+        // String operands (MemorySegRSI…) have no base register: their default is DS.
+        return if stack { 2 } else { 3 };
+    }
+    seg_index(seg)
+}
+
 fn seg_index(r: Register) -> u8 {
     match r {
         Register::ES => 0,
@@ -258,7 +280,7 @@ pub fn lower(raw: &Instruction, bytes: &[u8], bits: u32, model: &CpuModel) -> In
                     disp = disp.wrapping_sub(next_ip);
                 }
                 insn.mem = MemRef {
-                    seg: seg_index(raw.memory_segment()),
+                    seg: memory_segment(raw, bits),
                     base: base_idx,
                     index: gpr_index(index),
                     scale: raw.memory_index_scale().trailing_zeros() as u8,
@@ -308,7 +330,7 @@ pub fn lower(raw: &Instruction, bytes: &[u8], bits: u32, model: &CpuModel) -> In
             | OpKind::MemorySegDI
             | OpKind::MemorySegEDI
             | OpKind::MemorySegRDI => {
-                insn.mem.seg = seg_index(raw.memory_segment());
+                insn.mem.seg = memory_segment(raw, bits);
                 Operand::Mem {
                     size: raw.memory_size().size().min(255) as u8,
                 }
@@ -340,10 +362,15 @@ pub fn lower(raw: &Instruction, bytes: &[u8], bits: u32, model: &CpuModel) -> In
 fn operation_size(raw: &Instruction, bits: u32, bytes: &[u8]) -> u8 {
     let mut o16 = false;
     let mut rex_w = false;
+    // A REX prefix counts only when it comes last, right before the opcode: a legacy
+    // prefix after it makes the CPU ignore it (SDM vol. 2, 2.2.1).
     for &b in bytes {
         match b {
-            0x66 => o16 = true,
-            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x67 | 0xf0 | 0xf2 | 0xf3 => {}
+            0x66 => {
+                o16 = true;
+                rex_w = false;
+            }
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x67 | 0xf0 | 0xf2 | 0xf3 => rex_w = false,
             0x40..=0x4f if bits == 64 => rex_w = b & 8 != 0,
             _ => break,
         }

@@ -26,7 +26,7 @@ fn kick_signal() -> libc::c_int {
 extern "C" fn on_kick(_: libc::c_int) {}
 
 /// Installs the no-op handler once per process. Without SA_RESTART, KVM_RUN returns EINTR.
-fn install_handler() {
+pub fn install_handler() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // SAFETY: a zeroed sigaction with a handler that does nothing is valid; installing it
@@ -84,6 +84,15 @@ impl Kicker {
         *twinvm_devices::bus::lock(&self.shared.deadline) = deadline;
         self.shared.wake.notify_one();
     }
+}
+
+/// Kicks the vCPU thread `target` out of KVM_RUN (its kvm_run page is `run`); for
+/// watchdogs other than the `Kicker`. `install_handler` must have run.
+///
+/// # Safety
+/// `run` must point to the live kvm_run page of the vCPU that `target` runs.
+pub unsafe fn kick_vcpu(run: *mut kvm_run, target: libc::pthread_t) {
+    kick(RunPtr(run), target);
 }
 
 fn kick(run: RunPtr, target: libc::pthread_t) {

@@ -85,7 +85,7 @@ pub(crate) fn rmw(c: &mut Cpu, i: &Insn, f: impl FnOnce(u64) -> u64) -> Result<(
         }
         Operand::Mem { size } => {
             let lin = c.mem_write_addr(i, size)?;
-            let a = c.read_lin(lin, size)?;
+            let a = c.read_lin_rmw(lin, size)?;
             let r = f(a) & m;
             c.write_lin(lin, size, r)?;
             Ok((a, r))

@@ -45,7 +45,7 @@ fn xadd(c: &mut Cpu, i: &Insn) -> Flow {
         return xadd_generic(c, i);
     };
     let loc = c.loc(i, 0)?;
-    let d = c.read_loc(loc, size)?;
+    let d = c.read_loc_rmw(loc, size)?;
     let s = c.reg(src_reg as usize, size);
     let sum = d.wrapping_add(s) & size_mask(size);
     if let Loc::Mem(_) = loc {
@@ -70,7 +70,7 @@ fn xadd_generic(c: &mut Cpu, i: &Insn) -> Flow {
     let size = i.osize;
     let loc = c.loc(i, 0)?;
     let src = c.loc(i, 1)?;
-    let d = c.read_loc(loc, size)?;
+    let d = c.read_loc_rmw(loc, size)?;
     let s = c.read_loc(src, size)?;
     let sum = d.wrapping_add(s) & size_mask(size);
     let w = if let Loc::Mem(_) = loc {
@@ -91,7 +91,7 @@ fn xadd_generic(c: &mut Cpu, i: &Insn) -> Flow {
 fn cmpxchg(c: &mut Cpu, i: &Insn) -> Flow {
     let size = i.osize;
     let loc = c.loc(i, 0)?;
-    let d = c.read_loc(loc, size)?;
+    let d = c.read_loc_rmw(loc, size)?;
     let acc = c.reg(RAX, size);
     let equal = acc == d;
     let w = if equal {
@@ -117,7 +117,7 @@ fn cmpxchg8b(c: &mut Cpu, i: &Insn) -> Flow {
         return Err(ud());
     }
     let lin = c.mem_write_addr(i, 8)?;
-    let m = c.read_lin(lin, 8)?;
+    let m = c.read_lin_rmw(lin, 8)?;
     let expected = (c.reg(RDX, 4) << 32) | c.reg(RAX, 4);
     let equal = m == expected;
     let new = if equal {
@@ -146,8 +146,8 @@ fn cmpxchg16b(c: &mut Cpu, i: &Insn) -> Flow {
         return Err(gp0());
     }
     // Aligned: both halves are in one page, so the second access cannot fault alone.
-    let lo = c.read_lin(lin, 8)?;
-    let hi = c.read_lin(lin + 8, 8)?;
+    let lo = c.read_lin_rmw(lin, 8)?;
+    let hi = c.read_lin_rmw(lin + 8, 8)?;
     let equal = lo == c.s.gpr[RAX] && hi == c.s.gpr[RDX];
     let (nlo, nhi) = if equal {
         (c.s.gpr[RBX], c.s.gpr[RCX])

@@ -93,7 +93,12 @@ fn bit_op<const OP: u8>(c: &mut Cpu, i: &Insn) -> Flow {
         _ => return Err(ud()),
     };
     let m = 1u64 << (off & (bits - 1));
-    let v = c.read_loc(loc, size)?;
+    // BTS/BTR/BTC load with write intent (a fault is reported as a write).
+    let v = if OP == BT {
+        c.read_loc(loc, size)?
+    } else {
+        c.read_loc_rmw(loc, size)?
+    };
     let r = match OP {
         BT => Ok(()),
         BTS => c.write_loc(loc, size, v | m),

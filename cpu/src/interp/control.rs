@@ -217,11 +217,12 @@ fn enter(c: &mut Cpu, i: &Insn) -> Flow {
             }
             c.push(size, frame & size_mask(size))?;
         }
-        // Touch the lowest byte of the new frame so that a stack fault happens here.
+        // Touch the lowest byte of the new frame so that a stack fault happens here; the
+        // probe is a write for paging (hardware reports a not-present page with W=1).
         let new_sp = c.s.gpr[RSP].wrapping_sub(alloc) & size_mask(ss);
         if alloc > 0 {
             let lin = c.seg_write_addr(SS, new_sp, 1)?;
-            let b = c.read_lin(lin, 1)?;
+            let b = c.read_lin_rmw(lin, 1)?;
             c.write_lin(lin, 1, b)?;
         }
         c.set_reg(RBP, size, frame);

@@ -120,8 +120,16 @@ fn lea(c: &mut Cpu, i: &Insn) -> Flow {
 }
 
 fn xchg(c: &mut Cpu, i: &Insn) -> Flow {
-    let a = c.read_op(i, 0)?;
-    let b = c.read_op(i, 1)?;
+    // The memory operand is loaded with write intent (a fault is reported as a write).
+    let rd = |c: &mut Cpu, n: usize| match i.ops[n] {
+        Operand::Mem { size } => {
+            let lin = c.mem_linear(i)?;
+            c.read_lin_rmw(lin, size)
+        }
+        _ => c.read_op(i, n),
+    };
+    let a = rd(c, 0)?;
+    let b = rd(c, 1)?;
     // The memory side (if any) is written first so that a fault changes nothing.
     if matches!(i.ops[1], Operand::Mem { .. }) {
         c.write_op(i, 1, a)?;

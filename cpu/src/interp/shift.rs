@@ -73,7 +73,7 @@ fn shift_op<const ALL_FLAGS: bool>(
     let n = (count & if size == 8 { 63 } else { 31 }) as u32;
     if let Operand::Mem { size } = i.ops[0] {
         let lin = c.mem_write_addr(i, size)?;
-        let a = c.read_lin(lin, size)?;
+        let a = c.read_lin_rmw(lin, size)?;
         if n == 0 {
             return Ok(());
         }

@@ -331,8 +331,10 @@ fn sgdt_sidt(c: &mut Cpu, i: &Insn) -> Flow {
     };
     let size = table_base_size(c, i);
     let lin = c.mem_write_addr(i, 2 + size)?;
-    c.write_lin(lin.wrapping_add(2), size, t.base)?;
-    c.write_lin(lin, 2, t.limit as u64)
+    // The limit goes first: a store that faults on its first byte reports that address in
+    // CR2, as the processor does (found by fuzz-diff).
+    c.write_lin(lin, 2, t.limit as u64)?;
+    c.write_lin(lin.wrapping_add(2), size, t.base)
 }
 
 fn system_descriptor(c: &mut Cpu, sel: u16, types: &[u32]) -> Result<Segment, Trap> {

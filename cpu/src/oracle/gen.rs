@@ -189,6 +189,12 @@ pub struct Generator {
     model: CpuModel,
     /// Codes skipped because the interpreter has no handler (yet).
     pub unimplemented: std::collections::BTreeSet<String>,
+    /// A case has 1..=max_units units (8 for the native oracle; fuzz-diff asks for longer
+    /// streams, so that each KVM entry runs more instructions).
+    pub max_units: usize,
+    /// RFLAGS bits `push imm; popf` units may set besides the arithmetic flags and DF
+    /// (IF, IOPL and NT by default; fuzz-diff leaves NT out, see its departures table).
+    pub popf_extra: u64,
 }
 
 impl Generator {
@@ -215,6 +221,8 @@ impl Generator {
             forms,
             model: CpuModel::max(),
             unimplemented: Default::default(),
+            max_units: 8,
+            popf_extra: 0x200 | 0x3000 | 0x4000,
         }
     }
 
@@ -246,7 +254,7 @@ impl Generator {
             }
         };
         let ctx = Ctx { base, index };
-        let n = 1 + self.rng.below(8) as usize;
+        let n = 1 + self.rng.below(self.max_units.max(1) as u64) as usize;
         let mut units = Vec::with_capacity(n);
         for u in 0..n {
             let f = if self.rng.chance(3, 4) {
@@ -602,7 +610,7 @@ impl Generator {
     /// `push imm; popf`: only the arithmetic flags, DF and the flags POPF must ignore at
     /// CPL 3 (IF, IOPL) vary — TF would trap and AC would turn on alignment checks.
     fn popf_unit(&mut self) -> Vec<Item> {
-        let v = (self.rng.next_u64() & (COMPARED_FLAGS | 0x200 | 0x3000 | 0x4000)) | 2;
+        let v = (self.rng.next_u64() & (COMPARED_FLAGS | self.popf_extra)) | 2;
         if self.rng.chance(1, 4) {
             let push = Instruction::with1(Code::Push_imm16, v as u32).ok();
             let popf = Instruction::with(Code::Popfw);
