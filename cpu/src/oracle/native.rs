@@ -105,61 +105,53 @@ impl NativeRunner {
     }
 
     fn write_mem(&self, parts: &[(u64, &[u8])]) -> io::Result<()> {
-        let local: Vec<libc::iovec> = parts
+        let spans = parts
             .iter()
-            .map(|(_, b)| libc::iovec {
-                iov_base: b.as_ptr() as *mut _,
-                iov_len: b.len(),
-            })
-            .collect();
-        let remote: Vec<libc::iovec> = parts
-            .iter()
-            .map(|(a, b)| libc::iovec {
-                iov_base: *a as usize as *mut _,
-                iov_len: b.len(),
-            })
-            .collect();
-        let total: usize = parts.iter().map(|(_, b)| b.len()).sum();
-        // SAFETY: the local iovecs point at live slices; the remote ones at the child's
-        // mapped pages (the kernel checks them).
-        let n = unsafe {
-            libc::process_vm_writev(
-                self.pid,
-                local.as_ptr(),
-                local.len() as _,
-                remote.as_ptr(),
-                remote.len() as _,
-                0,
-            )
-        };
-        if n < 0 || n as usize != total {
-            return Err(io::Error::other(format!(
-                "process_vm_writev: {}",
-                io::Error::last_os_error()
-            )));
-        }
-        Ok(())
+            .map(|(a, b)| (*a, b.as_ptr() as *mut u8, b.len()));
+        // SAFETY: the local spans are live slices, only read by the kernel here.
+        unsafe { self.transfer(spans, libc::process_vm_writev, "process_vm_writev") }
     }
 
     fn read_mem(&self, parts: &mut [(u64, &mut [u8])]) -> io::Result<()> {
-        let local: Vec<libc::iovec> = parts
-            .iter_mut()
-            .map(|(_, b)| libc::iovec {
-                iov_base: b.as_mut_ptr() as *mut _,
-                iov_len: b.len(),
-            })
-            .collect();
-        let remote: Vec<libc::iovec> = parts
-            .iter()
-            .map(|(a, b)| libc::iovec {
-                iov_base: *a as usize as *mut _,
-                iov_len: b.len(),
-            })
-            .collect();
-        let total: usize = parts.iter().map(|(_, b)| b.len()).sum();
-        // SAFETY: as in write_mem; the local buffers are exclusively borrowed.
+        let spans = parts.iter_mut().map(|(a, b)| (*a, b.as_mut_ptr(), b.len()));
+        // SAFETY: the local spans are exclusively borrowed slices the kernel writes into.
+        unsafe { self.transfer(spans, libc::process_vm_readv, "process_vm_readv") }
+    }
+
+    /// Moves bytes between local spans (remote address, local pointer, length) and the
+    /// child with `process_vm_readv` or `process_vm_writev`, all or nothing.
+    ///
+    /// # Safety
+    /// Every local span must be valid for the direction of `op` for its whole length.
+    unsafe fn transfer(
+        &self,
+        spans: impl Iterator<Item = (u64, *mut u8, usize)>,
+        op: unsafe extern "C" fn(
+            libc::pid_t,
+            *const libc::iovec,
+            libc::c_ulong,
+            *const libc::iovec,
+            libc::c_ulong,
+            libc::c_ulong,
+        ) -> libc::ssize_t,
+        name: &str,
+    ) -> io::Result<()> {
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        for (addr, ptr, len) in spans {
+            local.push(libc::iovec {
+                iov_base: ptr as *mut _,
+                iov_len: len,
+            });
+            remote.push(libc::iovec {
+                iov_base: addr as usize as *mut _,
+                iov_len: len,
+            });
+        }
+        let total: usize = local.iter().map(|v| v.iov_len).sum();
+        // SAFETY: the caller vouches for the local iovecs; the remote ones name the child's
+        // mapped pages, which the kernel checks.
         let n = unsafe {
-            libc::process_vm_readv(
+            op(
                 self.pid,
                 local.as_ptr(),
                 local.len() as _,
@@ -170,7 +162,7 @@ impl NativeRunner {
         };
         if n < 0 || n as usize != total {
             return Err(io::Error::other(format!(
-                "process_vm_readv: {}",
+                "{name}: {}",
                 io::Error::last_os_error()
             )));
         }
