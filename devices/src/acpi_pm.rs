@@ -279,24 +279,10 @@ mod tests {
     #[test]
     fn random_accesses_never_panic() {
         let (mut p, clock, control) = pm();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut t = 0u64;
-        for _ in 0..50_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let off = (x >> 8) % 14;
-            let w = [1, 2, 4, 8][(x & 3) as usize];
-            let bytes = (x >> 20).to_le_bytes();
-            if x & 0x10 != 0 {
-                p.write(off, &bytes[..w]);
-            } else {
-                let mut b = [0u8; 8];
-                p.read(off, &mut b[..w]);
-            }
-            t += (x >> 40) % 2_000_000;
-            clock.set(t);
+        crate::test_util::random_accesses(14, |s| {
+            s.apply(&mut p);
+            clock.set(s.t);
             control.take();
-        }
+        });
     }
 }

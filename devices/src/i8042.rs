@@ -588,23 +588,8 @@ mod tests {
     fn random_accesses_never_panic() {
         let r = rig();
         let mut ports = [r.data, r.cmd];
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut t = 0u64;
-        for _ in 0..50_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let off = (x >> 8) % 2;
-            let w = [1, 2, 4, 8][(x & 3) as usize];
-            let bytes = (x >> 20).to_le_bytes();
-            if x & 0x10 != 0 {
-                ports[(x >> 5) as usize % 2].write(off, &bytes[..w]);
-            } else {
-                let mut b = [0u8; 8];
-                ports[(x >> 5) as usize % 2].read(off, &mut b[..w]);
-            }
-            t += (x >> 40) % 2_000_000;
-            let _ = t;
-        }
+        crate::test_util::random_accesses(2, |s| {
+            s.apply(&mut ports[(s.x >> 5) as usize % 2]);
+        });
     }
 }

@@ -27,3 +27,5 @@ pub use bus::{Bus, Device, SharedDevice};
 pub use control::{StopRequest, VmControl};
 pub use irq::{InterruptController, IrqLine, IrqSink};
 pub use memory::GuestMemory;
+#[cfg(test)]
+pub(crate) mod test_util;

@@ -739,27 +739,12 @@ mod tests {
             PicPortRange::Elcr,
         ]
         .map(|r| PicPorts::new(isa.clone(), r));
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut t = 0u64;
-        for _ in 0..50_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let off = (x >> 8) % 3;
-            let w = [1, 2, 4, 8][(x & 3) as usize];
-            let bytes = (x >> 20).to_le_bytes();
-            if x & 0x10 != 0 {
-                ports[(x >> 5) as usize % 3].write(off, &bytes[..w]);
-            } else {
-                let mut b = [0u8; 8];
-                ports[(x >> 5) as usize % 3].read(off, &mut b[..w]);
-            }
-            t += (x >> 40) % 2_000_000;
-            let _ = t;
-            isa.set_irq((x >> 50) as u32 % 17, x & 0x20 != 0);
+        crate::test_util::random_accesses(3, |s| {
+            s.apply(&mut ports[(s.x >> 5) as usize % 3]);
+            isa.set_irq((s.x >> 50) as u32 % 17, s.x & 0x20 != 0);
             if isa.intr_pending() {
                 isa.acknowledge();
             }
-        }
+        });
     }
 }

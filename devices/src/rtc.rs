@@ -711,26 +711,12 @@ mod tests {
     #[test]
     fn random_accesses_never_panic() {
         let mut r = rig();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut t = 0u64;
-        for _ in 0..50_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let off = (x >> 8) % 3;
-            let w = [1, 2, 4, 8][(x & 3) as usize];
-            let bytes = (x >> 20).to_le_bytes();
-            if x & 0x10 != 0 {
-                r.rtc.write(off, &bytes[..w]);
-            } else {
-                let mut b = [0u8; 8];
-                r.rtc.read(off, &mut b[..w]);
+        crate::test_util::random_accesses(3, |s| {
+            s.apply(&mut r.rtc);
+            r.clock.set(s.t);
+            if s.x & 0x20 != 0 {
+                r.rtc.poll(s.t);
             }
-            t += (x >> 40) % 2_000_000;
-            r.clock.set(t);
-            if x & 0x20 != 0 {
-                r.rtc.poll(t);
-            }
-        }
+        });
     }
 }
