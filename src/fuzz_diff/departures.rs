@@ -104,10 +104,10 @@ pub static DEPARTURES: &[Departure] = &[
         name: "segment register loads and far transfers",
         handling: Handling::Excluded,
         why: "measured: this KVM checks MOV Sreg against the guest's GDT correctly (#GP(sel) \
-              for a DPL-0 data selector, beyond the limit); kept out because the interpreter \
-              reads the GDT with CPL-3 privilege (a #PF on the supervisor GDT page) — an \
-              interpreter bug in segments.rs, reported to its owner: drop this entry when it is \
-              fixed. Far CALL/JMP/RET, IRET, LSS/LFS/LGS and SYSRET go with it",
+              for a DPL-0 data selector, beyond the limit); kept out because a loaded FS/GS \
+              is then read back by later instructions, and this KVM shows the host's selectors \
+              on reads (see above), so both engines cannot agree. Far CALL/JMP/RET, IRET, \
+              LSS/LFS/LGS and SYSRET go with it",
         matches: |i, _| writes_segment_register(i),
     },
     Departure {
@@ -121,16 +121,6 @@ pub static DEPARTURES: &[Departure] = &[
                 &[Mnemonic::Lar, Mnemonic::Lsl, Mnemonic::Verr, Mnemonic::Verw],
             )
         },
-    },
-    Departure {
-        name: "SGDT/SIDT",
-        handling: Handling::Excluded,
-        why: "measured: this KVM stores the guest's GDTR/IDTR (as SLDT/STR/SMSW agree, and stay \
-              in); kept out because on a faulting store the interpreter reports CR2 = operand+2 \
-              (it writes the base before the limit; hardware faults at the operand) — an \
-              interpreter bug in interp/system.rs, reported to its owner: drop this entry when \
-              it is fixed",
-        matches: |i, _| mnemonic_in(i, &[Mnemonic::Sgdt, Mnemonic::Sidt]),
     },
     Departure {
         name: "PUSHF",
