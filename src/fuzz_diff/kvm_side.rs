@@ -73,27 +73,7 @@ impl KvmSide {
         self.vcpu
             .set_sregs(&self.sregs)
             .map_err(ioctl("KVM_SET_SREGS"))?;
-        let g = &init.gpr;
-        let regs = kvm_regs {
-            rax: g[0],
-            rcx: g[1],
-            rdx: g[2],
-            rbx: g[3],
-            rsp: g[4],
-            rbp: g[5],
-            rsi: g[6],
-            rdi: g[7],
-            r8: g[8],
-            r9: g[9],
-            r10: g[10],
-            r11: g[11],
-            r12: g[12],
-            r13: g[13],
-            r14: g[14],
-            r15: g[15],
-            rip: l.code,
-            rflags: start_rflags(init.rflags),
-        };
+        let regs = crate::kvm::state::regs_from_gprs(&init.gpr, l.code, start_rflags(init.rflags));
         self.vcpu.set_regs(&regs).map_err(ioctl("KVM_SET_REGS"))?;
         let start = Instant::now();
         self.watchdog.arm(Some(TIMEOUT));
@@ -117,10 +97,7 @@ impl KvmSide {
         self.vcpu.get_kvm_run().immediate_exit = 0;
         let r = self.vcpu.get_regs().map_err(ioctl("KVM_GET_REGS"))?;
         let mut s = init.clone();
-        s.gpr = [
-            r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11,
-            r.r12, r.r13, r.r14, r.r15,
-        ];
+        s.gpr = crate::kvm::state::gprs_from_regs(&r);
         s.rip = r.rip;
         s.rflags = r.rflags;
         read_sandbox(&self.mem, &mut s).map_err(KvmError::Setup)?;

@@ -15,8 +15,7 @@ use twinvm_cpu::state::{
 
 /// kvm_regs names registers; `CpuState::gpr` is in encoding order (RAX, RCX, RDX, RBX, RSP,
 /// RBP, RSI, RDI, R8…).
-pub fn regs_from_state(s: &CpuState) -> kvm_regs {
-    let g = &s.gpr;
+pub fn regs_from_gprs(g: &[u64; 16], rip: u64, rflags: u64) -> kvm_regs {
     kvm_regs {
         rax: g[0],
         rcx: g[1],
@@ -34,16 +33,25 @@ pub fn regs_from_state(s: &CpuState) -> kvm_regs {
         r13: g[13],
         r14: g[14],
         r15: g[15],
-        rip: s.rip,
-        rflags: s.rflags,
+        rip,
+        rflags,
     }
 }
 
-pub fn regs_to_state(r: &kvm_regs, s: &mut CpuState) {
-    s.gpr = [
+/// The general registers of `r` in encoding order.
+pub fn gprs_from_regs(r: &kvm_regs) -> [u64; 16] {
+    [
         r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
         r.r13, r.r14, r.r15,
-    ];
+    ]
+}
+
+pub fn regs_from_state(s: &CpuState) -> kvm_regs {
+    regs_from_gprs(&s.gpr, s.rip, s.rflags)
+}
+
+pub fn regs_to_state(r: &kvm_regs, s: &mut CpuState) {
+    s.gpr = gprs_from_regs(r);
     s.rip = r.rip;
     s.rflags = r.rflags;
 }

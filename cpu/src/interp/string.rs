@@ -240,6 +240,41 @@ fn movs<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     )
 }
 
+/// The longest run (at most `max` elements) that stays inside one RAM page at seg:rSI and
+/// one at ES:rDI, with host pointers to its first elements (the destination mapped for
+/// `dst_access`). `None` when the bulk path cannot be used and the element-by-element
+/// path must run instead.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn paired_run(
+    c: &mut Cpu,
+    seg: usize,
+    size: u8,
+    am: u64,
+    back: bool,
+    si: u64,
+    di: u64,
+    max: u64,
+    dst_access: Access,
+) -> Option<(u64, *mut u8, *mut u8)> {
+    if !c.seg_unchecked(seg, false) || !c.seg_unchecked(ES, dst_access == Access::Write) {
+        return None;
+    }
+    let (Ok(sl), Ok(dl)) = (c.seg_linear(seg, si), c.seg_linear(ES, di)) else {
+        return None;
+    };
+    let sz = size as u64;
+    let k = run_len(si, sl, sz, am, back)
+        .min(run_len(di, dl, sz, am, back))
+        .min(max);
+    if k == 0 {
+        return None;
+    }
+    let sp = host(c, sl, Access::Read)?;
+    let dp = host(c, dl, dst_access)?;
+    Some((k, sp, dp))
+}
+
 /// Copies a run of elements that lies in one RAM page on each side with exactly the
 /// element-by-element result (overlaps included).
 #[allow(clippy::too_many_arguments)]
@@ -254,26 +289,10 @@ fn movs_bulk(
     di: u64,
     max: u64,
 ) -> (u64, bool) {
-    if !c.seg_unchecked(seg, false) || !c.seg_unchecked(ES, true) {
-        return (0, true);
-    }
-    let (Ok(sl), Ok(dl)) = (c.seg_linear(seg, si), c.seg_linear(ES, di)) else {
+    let Some((k, sp, dp)) = paired_run(c, seg, size, am, back, si, di, max, Access::Write) else {
         return (0, true);
     };
-    let sz = size as u64;
-    let k = run_len(si, sl, sz, am, back)
-        .min(run_len(di, dl, sz, am, back))
-        .min(max);
-    if k == 0 {
-        return (0, true);
-    }
-    let Some(sp) = host(c, sl, Access::Read) else {
-        return (0, true);
-    };
-    let Some(dp) = host(c, dl, Access::Write) else {
-        return (0, true);
-    };
-    let bytes = (k * sz) as usize;
+    let bytes = (k * size as u64) as usize;
     let span = bytes - size as usize;
     // SAFETY: `run_len` kept all `k` elements inside the two pages, which the TLB maps to
     // live host RAM (writable for the destination: write entries exist only for writable
@@ -432,23 +451,8 @@ fn cmps<const SIZE: u8>(c: &mut Cpu, i: &Insn) -> Flow {
     let am = size_mask(i.asize);
     let back = c.s.rflags & rflags::DF != 0;
     let bulk = |c: &mut Cpu, si: u64, di: u64, max: u64| {
-        if !c.seg_unchecked(seg, false) || !c.seg_unchecked(ES, false) {
-            return (0, true);
-        }
-        let (Ok(sl), Ok(dl)) = (c.seg_linear(seg, si), c.seg_linear(ES, di)) else {
-            return (0, true);
-        };
-        let sz = SIZE as u64;
-        let k = run_len(si, sl, sz, am, back)
-            .min(run_len(di, dl, sz, am, back))
-            .min(max);
-        if k == 0 {
-            return (0, true);
-        }
-        let Some(sp) = host(c, sl, Access::Read) else {
-            return (0, true);
-        };
-        let Some(dp) = host(c, dl, Access::Read) else {
+        let Some((k, sp, dp)) = paired_run(c, seg, SIZE, am, back, si, di, max, Access::Read)
+        else {
             return (0, true);
         };
         compare_run(c, i, k, SIZE, |e| {

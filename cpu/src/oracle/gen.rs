@@ -781,19 +781,7 @@ impl Generator {
 
     /// `lea r, [rip+target]; jmp r` or through a stack slot.
     fn indirect_jump_unit(&mut self, _ctx: Ctx, target: Target) -> Option<Vec<Item>> {
-        let r = self.rng.pick(&[
-            Register::RAX,
-            Register::RCX,
-            Register::RDX,
-            Register::RSI,
-            Register::RDI,
-        ]);
-        let lea = Instruction::with2(
-            Code::Lea_r64_m,
-            r,
-            iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0),
-        )
-        .ok()?;
+        let (r, lea) = self.lea_rip_unit_register()?;
         let mut items = vec![Item::Ins(lea, target)];
         if self.rng.chance(1, 2) {
             items.push(Item::Ins(
@@ -1015,9 +1003,9 @@ impl Generator {
 }
 
 impl Generator {
-    /// `lea r, [rip+A]; call r; jmp B; A: body; ret; B:`.
-    fn indirect_subroutine_unit(&mut self, ctx: Ctx) -> Option<Vec<Item>> {
-        let l = Layout::get();
+    /// A scratch register and `lea r, [rip+0]`, whose displacement the assembler later
+    /// points at the unit's target.
+    fn lea_rip_unit_register(&mut self) -> Option<(Register, Instruction)> {
         let r = self.rng.pick(&[
             Register::RAX,
             Register::RCX,
@@ -1031,6 +1019,13 @@ impl Generator {
             iced_x86::MemoryOperand::with_base_displ(Register::RIP, 0),
         )
         .ok()?;
+        Some((r, lea))
+    }
+
+    /// `lea r, [rip+A]; call r; jmp B; A: body; ret; B:`.
+    fn indirect_subroutine_unit(&mut self, ctx: Ctx) -> Option<Vec<Item>> {
+        let l = Layout::get();
+        let (r, lea) = self.lea_rip_unit_register()?;
         let f = self
             .rng
             .pick(&[Family::Logic, Family::FlagCtl, Family::Bits]);
